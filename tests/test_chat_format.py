@@ -1,0 +1,71 @@
+import pytest
+
+from fnedge.catalog import load_catalog
+from fnedge.chat_format import (SPECIAL_TOKENS, TEXT_REFERENCE, format_call, openai_tool_call,
+                                parse_assistant, render, render_segments)
+from fnedge.train.tokenizer import train_tokenizer
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "明天上海会下雨吗？"},
+     {"role": "assistant", "content": "", "tool_calls": [openai_tool_call("get_weather", {"city": "上海", "date": "tomorrow"}, "c1")]}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+     {"role": "assistant", "content": "Hello!"}],
+    [{"role": "user", "content": "lights off in the den and play jazz"},
+     {"role": "assistant", "content": "", "tool_calls": [
+         openai_tool_call("control_light", {"room": "den", "action": "off"}, "c1"),
+         openai_tool_call("play_music", {"query": "jazz"}, "c2")]},
+     {"role": "tool", "tool_call_id": "c1", "content": '{"ok": true}'},
+     {"role": "tool", "tool_call_id": "c2", "content": '{"status": "playing"}'},
+     {"role": "assistant", "content": "Done."}],
+    [{"role": "user", "content": "write a haiku and save it to poems/a.txt"},
+     {"role": "assistant", "content": "Quiet pond\nA frog jumps", "tool_calls": [
+         openai_tool_call("save_file", {"path": "poems/a.txt", "content": TEXT_REFERENCE}, "c1")]}],
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    corpus = [render(c) for c in CONVERSATIONS] * 20
+    return train_tokenizer(corpus, vocab_size=500)
+
+
+@pytest.mark.parametrize("index", range(len(CONVERSATIONS)))
+@pytest.mark.parametrize("with_tools", [False, True])
+def test_jinja_template_renders_what_training_renders(tokenizer, index, with_tools):
+    messages = CONVERSATIONS[index]
+    tools = load_catalog().to_openai()[:3] if with_tools else None
+    ours = render(messages, tools)
+    theirs = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+    assert ours == theirs
+    prompt = render(messages[:1], tools, add_generation_prompt=True)
+    assert prompt == tokenizer.apply_chat_template(messages[:1], tools=tools, tokenize=False,
+                                                   add_generation_prompt=True)
+
+
+def test_only_assistant_replies_are_learned():
+    segments = render_segments(CONVERSATIONS[2])
+    learned = [text for text, is_learned in segments if is_learned]
+    assert learned[0].startswith("<tool_call>") and learned[0].endswith("<|im_end|>")
+    assert learned[1] == "Done.<|im_end|>"
+    assert all("<tool_response>" not in text for text in learned)
+
+
+def test_special_tokens_are_single_tokens(tokenizer):
+    for token in SPECIAL_TOKENS:
+        assert len(tokenizer.encode(token, add_special_tokens=False)) == 1
+
+
+def test_parse_calls_text_and_reference():
+    story = "Once upon a time."
+    output = story + "\n" + format_call("save_file", {"path": "s.txt", "content": TEXT_REFERENCE}) + "<|im_end|>"
+    turn = parse_assistant(output)
+    assert turn.text == story
+    assert turn.calls == [{"name": "save_file", "arguments": {"path": "s.txt", "content": story}}]
+
+
+def test_parse_parallel_and_malformed():
+    output = format_call("a", {"x": 1}) + "\n" + format_call("b", {}) + "\n<tool_call>{broken</tool_call>"
+    turn = parse_assistant(output)
+    assert [c["name"] for c in turn.calls] == ["a", "b"]
+    assert turn.malformed == ["{broken"]
+    assert turn.text == ""
