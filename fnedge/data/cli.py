@@ -1,0 +1,103 @@
+"""`fnedge data ...`: generate training conversations and inspect them."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fnedge.errors import FnedgeError
+
+data_app = typer.Typer(help="Generate function-calling training data from a tool catalog.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@data_app.command()
+def generate(
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write (written atomically)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "-c",
+                                           help="Tool catalog JSON (OpenAI tools format). Default: the built-in catalog."),
+    hints: Optional[Path] = typer.Option(None, "--hints",
+                                         help="Extra phrasings and value pools (JSON/YAML), added to the built-in hints."),
+    n: int = typer.Option(20000, "--n", "-n", min=0, help="Number of conversations."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same file."),
+    dev_fraction: float = typer.Option(0.0, "--dev-fraction", min=0.0, max=0.9,
+                                       help="Also write OUT with .dev.jsonl: rows whose templates and values train never sees."),
+) -> None:
+    """Write N conversations (user turns, tool calls, tool results, replies) to OUT."""
+    from fnedge.catalog import load_catalog
+    from fnedge.data.generate import GenerationReport, generate_dataset, write_jsonl
+    from fnedge.data.quality import split_by_template
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tool_catalog = load_catalog(catalog)
+            report = GenerationReport()
+            with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console, transient=True) as bar:
+                tasks: dict[str, int] = {}
+
+                def progress(kind: str, done: int, wanted: int) -> None:
+                    if kind not in tasks:
+                        tasks[kind] = bar.add_task(kind, total=wanted)
+                    bar.update(tasks[kind], completed=done, total=max(wanted, done))
+
+                records = generate_dataset(tool_catalog, n=n, seed=seed, hints=hints, progress=progress,
+                                           report=report)
+        for w in caught:
+            console.print(f"[yellow]warning:[/] {w.message}")
+        if dev_fraction > 0:
+            train, dev = split_by_template(records, dev_fraction, seed)
+            dev_path = out.with_suffix(".dev.jsonl")
+            write_jsonl(train, out)
+            write_jsonl(dev, dev_path)
+            console.print(f"wrote {len(train)} train rows to {out} and {len(dev)} dev rows to {dev_path} "
+                          f"({len(records) - len(train) - len(dev)} rows shared a template or value and were dropped)")
+        else:
+            write_jsonl(records, out)
+            console.print(f"wrote {len(records)} conversations to {out}")
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()))
+        console.print(f"dropped while generating: {dropped or 'none'}")
+    except FnedgeError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+
+
+@data_app.command("stats")
+def stats_command(
+    file: Path = typer.Argument(..., help="A JSONL file written by `fnedge data generate`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Counts per kind, tool and language, and conversation lengths."""
+    from fnedge.data.generate import read_jsonl
+    from fnedge.data.quality import stats
+
+    try:
+        result = stats(read_jsonl(file))
+    except FnedgeError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    except KeyError as e:
+        console.print(f"[red]error:[/] {file}: records lack the field {e}; is it a generated data file?")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    out.print(f"[bold]{file}[/]: {result['records']} conversations, {result['calls']} learned calls, "
+              f"{result['templates']} templates")
+    for title in ("kind", "lang", "tool", "messages"):
+        table = Table(title=title, show_header=False, box=None, padding=(0, 2))
+        for key, count in result[title].items():
+            table.add_row(str(key), str(count), f"{100 * count / max(1, result['records']):.1f}%")
+        out.print(table)
+    chars = result["chars"]
+    out.print(f"rendered length (chars): min {chars['min']}, mean {chars['mean']}, p50 {chars['p50']}, "
+              f"p95 {chars['p95']}, max {chars['max']}")
