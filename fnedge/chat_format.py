@@ -102,7 +102,8 @@ def render_segments(messages: list[dict[str, Any]], tools: list[dict[str, Any]] 
             segments.append((f"{IM_START}user\n{message['content']}{IM_END}\n", False))
         elif role == "assistant":
             segments.append((f"{IM_START}assistant\n", False))
-            segments.append((assistant_body(message) + IM_END, True))
+            # "weight": 0 marks a deliberate mistake kept as context (error-correction data).
+            segments.append((assistant_body(message) + IM_END, message.get("weight", 1) != 0))
             segments.append(("\n", False))
         elif role == "tool":
             segments.append((f"{IM_START}tool\n{TOOL_RESPONSE_OPEN}{message['content']}"

@@ -69,3 +69,13 @@ def test_parse_parallel_and_malformed():
     assert [c["name"] for c in turn.calls] == ["a", "b"]
     assert turn.malformed == ["{broken"]
     assert turn.text == ""
+
+
+def test_weight_zero_assistant_turn_is_context_only():
+    bad = {"role": "assistant", "content": "", "weight": 0,
+           "tool_calls": [openai_tool_call("set_alarm", {"time": "7"}, "c1")]}
+    good = {"role": "assistant", "content": "", "tool_calls": [openai_tool_call("set_alarm", {"time": "07:00"}, "c2")]}
+    messages = [{"role": "user", "content": "alarm 7am"}, bad,
+                {"role": "tool", "tool_call_id": "c1", "content": '{"error": "expected HH:MM"}'}, good]
+    learned = [text for text, is_learned in render_segments(messages) if is_learned]
+    assert len(learned) == 1 and "07:00" in learned[0]

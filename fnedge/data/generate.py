@@ -11,9 +11,7 @@ and deduplicated before it counts.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from fnedge.data.kinds import KINDS, Context
 from fnedge.data.plan import DataWarning, build_plans
 from fnedge.data.quality import exact_key, near_key, record_problem, rendered_length
 from fnedge.errors import FnedgeError
+from fnedge.io import write_text_atomic
 
 
 @dataclass
@@ -150,18 +149,8 @@ def generate_dataset(catalog: Catalog | None = None, n: int = 20000, seed: int =
 
 
 def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Write one JSON object per line, atomically (temp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write one JSON object per line, atomically."""
+    write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
