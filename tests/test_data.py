@@ -16,6 +16,8 @@ from fnedge.data.config import DEFAULT_RATIOS
 from fnedge.data.generate import quotas
 from fnedge.data.hints import HINTS_DIR
 from fnedge.data.quality import learned_calls, slot_values
+from fnedge.data import fillers as fl
+from fnedge.data import surface as sf
 from fnedge.data.surface import en_number, say_time, zh_number
 from fnedge.errors import FnedgeError
 
@@ -271,3 +273,357 @@ def test_yaml_hints_and_cli(tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout)["records"] == 300
     result = runner.invoke(data_app, ["generate", "--catalog", str(tmp_path / "missing.json"), "--out", str(out)])
     assert result.exit_code == 1
+
+
+# ---- how people say values: a reference reader, written independently of the generator -------
+
+ZH_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+ZH_UNIT = {"十": 10, "百": 100, "千": 1000}
+EN_SMALL = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                       "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+EN_SMALL.update({"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+                 "ninety": 90, "a": 1})
+MONTHS = {m.lower(): i for i, m in enumerate(sf.MONTHS_EN, 1)} | {m[:3].lower(): i for i, m in enumerate(sf.MONTHS_EN, 1)}
+
+
+def read_zh_int(text):
+    """三百五 = 350, 一千二 = 1200, 一万五 = 15000, 一百零五 = 105, 十五 = 15, 两千 = 2000, 1,200 = 1200."""
+    text = text.replace(",", "")
+    if text.isdigit():
+        return int(text)
+    total = section = digit = 0
+    last_unit, zero = 1, False
+    for ch in text:
+        if ch in "零〇":
+            zero = True
+        elif ch in ZH_DIGIT:
+            digit = ZH_DIGIT[ch]
+        elif ch in ZH_UNIT:
+            section += (digit or 1) * ZH_UNIT[ch]
+            last_unit, digit, zero = ZH_UNIT[ch], 0, False
+        elif ch == "万":
+            total += (section + digit) * 10000
+            section, digit, last_unit, zero = 0, 0, 10000, False
+        else:
+            raise ValueError(text)
+    # a digit right after 百/千/万 with no 零 is one unit lower: 三百五 = 350
+    return total + section + digit * (last_unit // 10 if last_unit >= 100 and not zero else 1)
+
+
+def read_en_int(text):
+    text = text.strip().lower().replace(",", "")
+    if text.isdigit():
+        return int(text)
+    total = current = 0
+    for word in re.split(r"[\s-]+", text):
+        if word == "and":
+            continue
+        if word == "hundred":
+            current *= 100
+        elif word == "thousand":
+            total, current = total + current * 1000, 0
+        else:
+            current += EN_SMALL[word]
+    return total + current
+
+
+def read_amount(text, lang):
+    text = text.strip()
+    if lang == "zh":
+        text = re.sub(r"^[¥￥]|(元|块钱|块|人民币)$", "", text)
+    else:
+        text = re.sub(r"^[$€£]|\s(dollars|bucks|euros|USD|pounds)$", "", text)
+    if text.endswith("k"):
+        return round(float(text[:-1]) * 1000)
+    return read_zh_int(text) if lang == "zh" else read_en_int(text)
+
+
+ZH_PERIOD = "(凌晨|半夜|午夜|早上|早晨|清晨|上午|早|中午|下午|傍晚|晚上|夜里|今晚|明早)?"
+ZH_NUM = "[0-9零〇一二两三四五六七八九十]+"
+
+
+def _zh_hour(period, h):
+    if period in ("凌晨", "半夜", "午夜"):
+        return 0 if h == 12 else h
+    if period == "中午":
+        return h if h >= 11 else h + 12
+    if period in ("下午", "傍晚"):
+        return h + 12 if h < 12 else h
+    if period in ("晚上", "夜里", "今晚"):
+        return 0 if h == 12 else (h + 12 if h < 12 else h)
+    return h  # morning words, or none: 1..12 as said, 13..23 and 0 on a 24-hour clock
+
+
+def read_zh_time(text, context=None):
+    """(hour, minute) of 晚上十点一刻, 下午3:30, 凌晨两点, 八点差一刻, 半夜12点半, 19点30 ..."""
+    t = text.translate(str.maketrans("０１２３４５６７８９", "0123456789"))
+    m = re.fullmatch(ZH_PERIOD + r"(\d{1,2}):(\d{2})", t)
+    if m:
+        h = int(m.group(2))
+        return (_zh_hour(m.group(1) or context, h) if h <= 12 else h, int(m.group(3)))
+    m = re.fullmatch(ZH_PERIOD + f"(?:({ZH_NUM})点差(一刻|{ZH_NUM}分)|差(一刻|{ZH_NUM}分)({ZH_NUM})点)", t)
+    if m:
+        hour, gap = (m.group(2), m.group(3)) if m.group(2) else (m.group(5), m.group(4))
+        h = _zh_hour(m.group(1) or context, read_zh_int(hour))
+        return ((h - 1) % 24, 60 - (15 if gap == "一刻" else read_zh_int(gap[:-1])))
+    m = re.fullmatch(ZH_PERIOD + f"({ZH_NUM})点(.*)", t)
+    assert m, text
+    h, rest = read_zh_int(m.group(2)), m.group(3)
+    minute = {"": 0, "整": 0, "钟": 0, "半": 30, "一刻": 15, "三刻": 45}.get(rest)
+    if minute is None:
+        minute = read_zh_int(rest.rstrip("分").lstrip("0零") or "0")
+    return (h if h > 12 or h == 0 else _zh_hour(m.group(1) or context, h), minute)
+
+
+def _en_hour(h, part):
+    if part in ("am", "a.m.", "in the morning"):
+        return 0 if h == 12 else h
+    if part in ("pm", "p.m.", "in the afternoon", "in the evening"):
+        return h if h == 12 else h + 12
+    if part == "at night":
+        return 0 if h == 12 else (h + 12 if h >= 6 else h)
+    return h
+
+
+def read_en_time(text, context=None):
+    """(hour, minute) of half past seven, 7 in the evening, noon, midnight, 0730, 7.30am, quarter to 8 ..."""
+    t = text.strip().lower()
+    if t in ("noon", "12 noon", "midday"):
+        return (12, 0)
+    if t in ("midnight", "12 midnight"):
+        return (0, 0)
+    if re.fullmatch(r"\d{4}", t):
+        return (int(t[:2]), int(t[2:]))
+    m = re.fullmatch(r"(.+?)\s*(am|a\.m\.|pm|p\.m\.|in the morning|in the afternoon|in the evening|at night)", t)
+    part, core = (m.group(2), m.group(1)) if m else (context, t)
+    m = re.fullmatch(r"(\d{1,2})(?:[:.](\d{2}))?", core)
+    if m:
+        h = int(m.group(1))
+        return (h if h > 12 or h == 0 else _en_hour(h, part), int(m.group(2) or 0))
+    m = re.fullmatch(r"(half|(?:a )?quarter|[a-z-]+) (past|to) ([a-z0-9]+)", core)
+    if m:
+        amount = {"half": 30, "quarter": 15, "a quarter": 15}.get(m.group(1)) or read_en_int(m.group(1))
+        h = _en_hour(read_en_int(m.group(3)), part)
+        return (h, amount) if m.group(2) == "past" else ((h - 1) % 24, 60 - amount)
+    m = re.fullmatch(r"half ([a-z0-9]+)", core)
+    if m:
+        return (_en_hour(read_en_int(m.group(1)), part), 30)
+    m = re.fullmatch(r"([a-z0-9]+)(?: o'clock)?", core)
+    if m:
+        return (_en_hour(read_en_int(m.group(1)), part), 0)
+    m = re.fullmatch(r"([a-z]+) (oh [a-z]+|[a-z-]+)", core)
+    assert m, text
+    return (_en_hour(read_en_int(m.group(1)), part), read_en_int(m.group(2).replace("oh ", "")))
+
+
+def read_date(text, lang):
+    """YYYY-MM-DD of 2025年6月18日, 6月18号, 六月十八号, June 18th, 18 June, the 18th of June ... (year 2025 when unsaid)."""
+    t = re.sub(r"^on ", "", text.strip())
+    m = re.fullmatch(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", t)
+    if m:
+        return f"{int(m.group(1)):04d}-{int(m.group(2)):02d}-{int(m.group(3)):02d}"
+    if lang == "zh":
+        m = re.fullmatch(rf"(?:(\d{{4}})年)?({ZH_NUM})月({ZH_NUM})[日号]?", t)
+        assert m, text
+        year, month, day = int(m.group(1) or 2025), read_zh_int(m.group(2)), read_zh_int(m.group(3))
+    else:
+        t = t.lower().replace(",", "")
+        m = (re.fullmatch(r"([a-z]+) (\d+)(?:st|nd|rd|th)?(?: (\d{4}))?", t)
+             or re.fullmatch(r"(?:the )?(\d+)(?:st|nd|rd|th)? (?:of )?([a-z]+)(?: (\d{4}))?", t))
+        assert m, text
+        first, second, year = m.group(1), m.group(2), int(m.group(3) or 2025)
+        month, day = (MONTHS[first], int(second)) if first.isalpha() else (MONTHS[second], int(first))
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+POOLS = load_hints().pools
+
+
+def _fill_ctx(rng, lang, schema=None, variant=None):
+    return fl.FillContext(rng, lang, lang, POOLS, {}, "x", schema or {}, variant)
+
+
+def test_every_clock_time_reads_back():
+    import random
+    rng = random.Random(5)
+    for hour in range(24):
+        for minute in range(60):
+            for _ in range(3):
+                assert read_zh_time(say_time(hour, minute, "zh", rng)) == (hour, minute)
+                assert read_en_time(say_time(hour, minute, "en", rng)) == (hour, minute)
+
+
+def test_times_after_a_day_part_word_read_back_in_that_context():
+    """明早{time:am} / 今晚{time:pm} / tonight at {time:pm}: said without a day-part word."""
+    import random
+    rng = random.Random(6)
+    contexts = {"am": ("明早", "am"), "afternoon": ("下午", "pm"), "pm": ("今晚", "pm")}
+    for variant, (zh_word, en_word) in contexts.items():
+        for _ in range(300):
+            zh = fl.fill_time(_fill_ctx(rng, "zh", variant=variant))
+            en = fl.fill_time(_fill_ctx(rng, "en", variant=variant))
+            for filled, reader, word in ((zh, read_zh_time, zh_word), (en, read_en_time, en_word)):
+                assert not re.search(r"早上|上午|下午|晚上|凌晨|morning|afternoon|evening|night", filled.surface)
+                assert "%02d:%02d" % reader(filled.surface, word) == filled.value, filled
+
+
+def test_time_forms_people_use():
+    import random
+    rng = random.Random(7)
+    wanted = [((22, 15, "zh"), "晚上十点一刻"), ((15, 30, "zh"), "下午三点半"), ((2, 0, "zh"), "凌晨两点"),
+              ((0, 0, "zh"), "半夜十二点"), ((19, 45, "zh"), "晚上八点差一刻"), ((13, 0, "zh"), "中午1点"),
+              ((7, 30, "en"), "half past seven"), ((19, 0, "en"), "7 in the evening"), ((12, 0, "en"), "noon"),
+              ((0, 0, "en"), "midnight"), ((7, 30, "en"), "0730"), ((19, 45, "en"), "quarter to eight in the evening")]
+    for (hour, minute, lang), text in wanted:
+        said = {say_time(hour, minute, lang, rng) for _ in range(600)}
+        assert text in said, (text, sorted(said))
+    assert "7.30am" in {say_time(7, 30, "en", rng) for _ in range(2000)}
+    reads = {"晚上十点一刻": (22, 15), "下午三点半": (15, 30), "凌晨两点": (2, 0), "半夜12点半": (0, 30),
+             "早8点": (8, 0), "差五分八点": (7, 55)}
+    for text, value in reads.items():
+        assert read_zh_time(text) == value
+    for text, value in {"half past seven": (7, 30), "7 in the evening": (19, 0), "noon": (12, 0), "midnight": (0, 0),
+                        "0730": (7, 30), "7.30am": (7, 30), "twenty to nine pm": (20, 40)}.items():
+        assert read_en_time(text) == value
+
+
+def test_explicit_dates_read_back_with_the_implied_year():
+    import datetime as dt
+    import random
+    rng = random.Random(8)
+    for _ in range(600):
+        day = sf.random_date(rng)
+        for lang in ("zh", "en"):
+            said = sf.say_explicit_date(day, lang, rng)
+            assert read_date(said, lang) == day.isoformat(), said
+            if day.year != sf.IMPLIED_YEAR:
+                assert str(day.year) in said  # a year other than the implied one is always said
+    june18 = dt.date(2025, 6, 18)
+    zh = {sf.say_explicit_date(june18, "zh", rng) for _ in range(400)}
+    en = {sf.say_explicit_date(june18, "en", rng, bare=True) for _ in range(400)}
+    assert {"2025年6月18日", "6月18号", "六月十八号", "6月18"} <= zh
+    assert {"June 18th", "18 June", "the 18th of June", "Jun 18"} <= en
+    assert read_date("6月18号", "zh") == read_date("June 18th", "en") == read_date("18 June", "en") == "2025-06-18"
+
+
+def test_relative_dates_cover_colloquial_words():
+    words = {w: key for key, by_lang in sf.RELATIVE_DATES.items() for lang in by_lang for w in by_lang[lang]}
+    for said, value in {"明儿": "tomorrow", "后儿": "day_after_tomorrow", "今儿": "today", "tmrw": "tomorrow",
+                        "the day after tomorrow": "day_after_tomorrow", "明天": "tomorrow"}.items():
+        assert words[said] == value
+
+
+def test_chinese_and_english_numbers():
+    assert [sf.zh_short_number(n) for n in (350, 1200, 2500, 15000, 150)] == ["三百五", "一千二", "两千五", "一万五", "一百五"]
+    assert [sf.zh_short_number(n) for n in (300, 305, 1250, 99)] == [None, None, None, None]
+    assert sf.en_hundreds(1200) == "twelve hundred" and sf.en_hundreds(2000) is None
+    for n in [*range(0, 130), *range(130, 100000, 97), 350, 1200, 2500, 15000, 10500, 20000]:
+        assert read_zh_int(zh_number(n)) == n and read_zh_int(zh_number(n, liang=True)) == n
+        assert read_en_int(en_number(n)) == n
+        if sf.zh_short_number(n):
+            assert read_zh_int(sf.zh_short_number(n)) == n
+
+
+def test_amounts_nights_and_percents_read_back():
+    import random
+    rng = random.Random(9)
+    seen = {"zh": set(), "en": set()}
+    for _ in range(1500):
+        for lang in ("zh", "en"):
+            price = fl.fill_price(_fill_ctx(rng, lang))
+            assert read_amount(price.surface, lang) == price.value, price
+            seen[lang].add(price.surface)
+    assert {"三百五", "一千二"} & seen["zh"] and any(s.endswith("bucks") for s in seen["en"])
+    assert read_amount("三百五", "zh") == 350 and read_amount("一千二", "zh") == 1200
+    assert read_amount("300 bucks", "en") == 300 and read_amount("1.2k", "en") == 1200
+
+    def read_nights(text, lang):
+        fixed = {"一周": 7, "一个星期": 7, "一星期": 7, "一晚上": 1, "a couple of nights": 2, "a couple nights": 2,
+                 "a week": 7, "one week": 7, "a whole week": 7, "two weeks": 14, "2 weeks": 14, "a fortnight": 14,
+                 "a night": 1, "a single night": 1, "just one night": 1}
+        if text in fixed:
+            return fixed[text]
+        if lang == "zh":
+            return read_zh_int(re.sub(r"(个晚上|晚|夜|宿)$", "", text))
+        return read_en_int(re.sub(r" (nights?|nites)$", "", text))
+
+    for n in (1, 2, 3, 7, 10, 14):
+        for lang in ("zh", "en"):
+            forms = {fl.say_nights(n, lang, rng) for _ in range(300)}
+            assert all(read_nights(f, lang) == n for f in forms), forms
+    assert {"三晚", "两个晚上"} <= {fl.say_nights(n, "zh", rng) for n in (2, 3) for _ in range(400)}
+    assert {"two nights", "a couple of nights"} <= {fl.say_nights(2, "en", rng) for _ in range(400)}
+
+    def read_percent(text, lang):
+        if text in ("一半", "half"):
+            return 50
+        if text.endswith("成"):
+            return read_zh_int(text[:-1]) * 10
+        text = re.sub(r"^百分之|[%％]$| percent$| per cent$", "", text)
+        return read_zh_int(text) if lang == "zh" else read_en_int(text)
+
+    schema = {"type": "integer", "minimum": 0, "maximum": 100}
+    said = set()
+    for _ in range(1500):
+        for lang in ("zh", "en"):
+            filled = fl.fill_percent(_fill_ctx(rng, lang, schema))
+            assert read_percent(filled.surface, lang) == filled.value, filled
+            said.add(filled.surface)
+    assert "百分之三十" in said and "thirty percent" in said
+
+
+UNIT_WORDS = {"公里": "km", "千米": "km", "km": "km", "kilometers": "km", "kilometres": "km", "英里": "mi", "mi": "mi",
+              "mile": "mi", "miles": "mi", "公斤": "kg", "千克": "kg", "kg": "kg", "kilos": "kg", "kilograms": "kg",
+              "磅": "lb", "lb": "lb", "lbs": "lb", "pounds": "lb", "摄氏度": "c", "℃": "c", "°C": "c", "celsius": "c",
+              "华氏度": "f", "℉": "f", "°F": "f", "fahrenheit": "f", "米": "m", "meters": "m", "metres": "m", "英尺": "ft",
+              "feet": "ft", "foot": "ft", "ft": "ft"}
+
+
+def test_unit_words_map_to_the_schema_symbols():
+    units = POOLS["units"]
+    said_as = {}
+    for dimension in units.values():
+        for symbol, by_lang in dimension.items():
+            for word in by_lang["zh"] + by_lang["en"]:
+                assert said_as.setdefault(word, symbol) == symbol, word  # one word, one unit
+    for word, symbol in UNIT_WORDS.items():
+        assert said_as.get(word) == symbol, word
+    for symbol, words in fl.UNIT_SINGULAR_EN.items():
+        assert all(said_as.get(w, symbol) == symbol for w in words)
+
+
+def test_generated_values_keep_their_context(default_records):
+    """Units of one dimension, a target language other than the text's, times that fit 今晚/明早/tonight."""
+    dimension = {u: d for d, units in POOLS["units"].items() for u in units}
+    for record in default_records:
+        text = " ".join(m["content"] for m in record["messages"] if m["role"] == "user")
+        for name, arguments in learned_calls(record):
+            if name == "convert_units":
+                assert dimension[arguments["from_unit"]] == dimension[arguments["to_unit"]] != None, record  # noqa: E711
+                assert arguments["from_unit"] != arguments["to_unit"]
+            if name == "translate" and arguments["text"] != TEXT_REFERENCE:
+                source = "zh" if re.search(r"[\u4e00-\u9fff]", arguments["text"]) else "en"
+                assert arguments["target_lang"] != source, record
+            if name in ("set_alarm", "create_event") and "time" in arguments and record["kind"] == "single_call":
+                hour = int(arguments["time"][:2])
+                if re.search(r"今晚|明晚|tonight", text):
+                    assert hour >= 18 or hour == 0, record
+                if re.search(r"明早|tomorrow morning", text):
+                    assert 4 <= hour < 12, record
+
+
+def test_chinese_particles_fit_the_sentence(default_records):
+    for record in default_records:
+        for message in record["messages"]:
+            if message["role"] == "user":
+                assert not re.search(r"吗[吧呗哈嘛呀啊哦呢]$", message["content"]), message["content"]
+
+
+def test_split_drops_few_rows():
+    records = generate_dataset(n=4000, seed=5)
+    train, dev = split_by_template(records, dev_fraction=0.03, seed=1)
+    assert dev and len(train) + len(dev) >= 0.97 * len(records)
+    assert not {t for r in train for t in r["template"].split("|")} & {t for r in dev for t in r["template"].split("|")}
+    assert not set().union(*(slot_values(r) for r in train)) & set().union(*(slot_values(r) for r in dev))
+    old_train, old_dev = split_by_template(records, dev_fraction=0.03, seed=1, value_fraction=0.03)
+    assert len(old_train) + len(old_dev) < len(train) + len(dev)

@@ -147,22 +147,46 @@ def fill_date(ctx: FillContext) -> Filled:
     return Filled(sf.say_explicit_date(day, ctx.value_lang, rng, bare=ctx.variant == "bare"), day.isoformat())
 
 
+# Time variants for sentences that already say the part of the day: "明早{time:am}",
+# "tonight at {time:pm}", "明天下午{time:afternoon}". The time is then said without a day-part word.
+TIME_VARIANTS = {"am": (5, 11), "afternoon": (13, 17), "pm": (18, 23)}
+
+
 @filler("time")
 def fill_time(ctx: FillContext) -> Filled:
-    hour, minute = sf.random_time(ctx.rng)
-    return Filled(sf.say_time(hour, minute, ctx.value_lang, ctx.rng), sf.hhmm(hour, minute))
+    rng = ctx.rng
+    if ctx.variant in TIME_VARIANTS:
+        low, high = TIME_VARIANTS[ctx.variant]
+        hour, minute = rng.randint(low, high), sf.random_time(rng)[1]
+        return Filled(sf.say_time(hour, minute, ctx.value_lang, rng, period=False), sf.hhmm(hour, minute))
+    hour, minute = sf.random_time(rng)
+    return Filled(sf.say_time(hour, minute, ctx.value_lang, rng), sf.hhmm(hour, minute))
+
+
+def say_nights(n: int, lang: str, rng: random.Random) -> str:
+    """三晚 / 两个晚上 / 两宿 / 一周 / 3 nights / two nights / a couple of nights / a week."""
+    r = rng.random()
+    if lang == "zh":
+        if n == 7 and r < 0.35:
+            return rng.choice(["一周", "一个星期", "一星期"])
+        if n == 1 and r < 0.3:
+            return rng.choice(["一晚", "一个晚上", "一晚上", "一夜", "一宿"])
+        return sf.say_count_zh(n, rng) + rng.choice(["晚", "晚", "晚", "个晚上", "夜", "宿"])
+    if n == 1:
+        return rng.choice(["1 night", "one night", "a night", "a single night", "just one night"])
+    if n == 2 and r < 0.3:
+        return rng.choice(["a couple of nights", "a couple nights", "a couple of nights"])
+    if n == 7 and r < 0.35:
+        return rng.choice(["a week", "one week", "a whole week"])
+    if n == 14 and r < 0.35:
+        return rng.choice(["two weeks", "2 weeks", "a fortnight"])
+    return f"{n if rng.random() < 0.5 else sf.en_number(n)} {'nites' if rng.random() < 0.03 else 'nights'}"
 
 
 @filler("nights")
 def fill_nights(ctx: FillContext) -> Filled:
-    rng = ctx.rng
-    n = rng.choice([1, 2, 2, 3, 3, 4, 5, 6, 7, 10, 14])
-    if ctx.value_lang == "zh":
-        word = sf.say_count_zh(n, rng)
-        return Filled(word + rng.choice(["晚", "晚", "个晚上", "夜"]), n)
-    if n == 1:
-        return Filled(rng.choice(["1 night", "one night", "a night", "a single night"]), 1)
-    return Filled(f"{n if rng.random() < 0.5 else sf.en_number(n)} nights", n)
+    n = ctx.rng.choice([1, 2, 2, 3, 3, 4, 5, 6, 7, 10, 14])
+    return Filled(say_nights(n, ctx.value_lang, ctx.rng), n)
 
 
 @filler("price")
@@ -171,12 +195,15 @@ def fill_price(ctx: FillContext) -> Filled:
     n = rng.choice([rng.randrange(1, 40) * 50, rng.randrange(2, 30) * 100, rng.randrange(60, 2000)])
     amount = sf.say_amount(n, ctx.value_lang, rng)
     if ctx.value_lang == "zh":
-        unit = rng.choice(["元", "块", "块钱", "", "元", "人民币"]) if not amount.isdigit() or rng.random() < 0.8 else ""
+        if amount[0].isdigit() and rng.random() < 0.1:
+            return Filled(rng.choice(["¥", "￥"]) + amount, n)
+        unit = rng.choice(["元", "块", "块钱", "", "元", "人民币", ""]) if not amount.isdigit() or rng.random() < 0.8 else ""
         return Filled(amount + unit, n)
     if amount[0].isdigit():
-        form = rng.choice(["${n}", "{n} dollars", "{n}", "{n} bucks", "{n} euros", "€{n}", "{n} USD", "£{n}"])
+        form = rng.choice(["${n}", "${n}", "{n} dollars", "{n}", "{n} bucks", "{n} euros", "€{n}", "{n} USD", "£{n}",
+                           "{n} pounds"])
     else:
-        form = rng.choice(["{n} dollars", "{n} euros", "{n}"])
+        form = rng.choice(["{n} dollars", "{n} euros", "{n}", "{n} bucks"])
     return Filled(form.replace("{n}", amount), n)
 
 
@@ -187,8 +214,16 @@ def fill_percent(ctx: FillContext) -> Filled:
     n = rng.choice([rng.randrange(1, 11) * 10, rng.randrange(1, 20) * 5, rng.randint(max(low, 1), high)])
     n = max(low, min(high, n))
     if ctx.value_lang == "zh":
-        return Filled(rng.choice([f"{n}%", f"{n}%", f"百分之{sf.zh_number(n)}", f"{n}", f"百分之{n}"]), n)
-    return Filled(rng.choice([f"{n}%", f"{n}%", f"{n} percent", f"{n}", f"{sf.en_number(n)} percent"]), n)
+        forms = [f"{n}%", f"{n}%", f"百分之{sf.zh_number(n)}", f"百分之{sf.zh_number(n)}", f"{n}", f"百分之{n}", f"{n}％"]
+        if n % 10 == 0 and 10 <= n <= 90:
+            forms.append(f"{sf.zh_number(n // 10)}成")
+        if n == 50:
+            forms.append("一半")
+        return Filled(rng.choice(forms), n)
+    forms = [f"{n}%", f"{n}%", f"{n} percent", f"{n}", f"{sf.en_number(n)} percent", f"{n} per cent"]
+    if n == 50:
+        forms.append("half")
+    return Filled(rng.choice(forms), n)
 
 
 @filler("integer")
@@ -216,10 +251,25 @@ def fill_number(ctx: FillContext) -> Filled:
 
 # ---- units ----------------------------------------------------------------------------------
 
+# Variants that fix the unit dimension: "I ran {value:length} {from_unit}", "华氏{value:temp}度";
+# "one" (a singular unit after a fixed value 1: "how many feet in one mile") is length or mass.
+DIMENSION_VARIANTS = {"length": ["length"], "mass": ["mass"], "temp": ["temperature"], "prefix": ["temperature"],
+                      "one": ["length", "length", "mass"]}
+
+
 def _unit_dimension(ctx: FillContext) -> str:
     if "dimension" not in ctx.state:
-        ctx.state["dimension"] = ctx.rng.choice(["length", "length", "mass", "temperature"])
+        options = DIMENSION_VARIANTS.get(ctx.variant or "", ["length", "length", "mass", "temperature"])
+        ctx.state["dimension"] = ctx.rng.choice(options)
     return ctx.state["dimension"]
+
+
+# Chinese temperature scales said in front of the number: 华氏100度, 摄氏37度.
+UNIT_PREFIX_ZH = {"c": ["摄氏"], "f": ["华氏"]}
+# English singular unit names, for "one mile" / "a kilo".
+UNIT_SINGULAR_EN = {"km": ["kilometer", "kilometre", "km"], "mi": ["mile"], "m": ["meter", "metre"], "ft": ["foot"],
+                    "cm": ["centimeter"], "in": ["inch"], "kg": ["kilogram", "kilo", "kg"], "lb": ["pound", "lb"],
+                    "g": ["gram"], "oz": ["ounce"], "c": ["degree celsius"], "f": ["degree fahrenheit"]}
 
 
 @filler("unit")
@@ -228,11 +278,17 @@ def fill_unit(ctx: FillContext) -> Filled:
     units = ctx.pools["units"][_unit_dimension(ctx)]
     used = ctx.state.setdefault("units_used", [])
     preferred = ["km", "mi", "kg", "lb", "c", "f", "m", "ft"]
-    choices = [u for u in units if u not in used]
+    choices = [u for u in units if u not in used] or list(units)
+    if ctx.variant == "prefix":
+        choices = [u for u in choices if u in UNIT_PREFIX_ZH] or list(UNIT_PREFIX_ZH)
     weights = [4 if u in preferred else 1 for u in choices]
     unit = ctx.rng.choices(choices, weights)[0]
     used.append(unit)
+    if ctx.variant == "prefix":
+        return Filled(ctx.rng.choice(UNIT_PREFIX_ZH[unit]), unit)
     said = units[unit][ctx.value_lang]
+    if ctx.variant == "one" and ctx.value_lang == "en":
+        said = UNIT_SINGULAR_EN.get(unit, said)
     if ctx.variant == "symbol":  # right after a number with no space: "5km", "30°C"
         said = [w for w in said if " " not in w and len(w) <= 3] or said
     return Filled(ctx.rng.choice(said), unit)
@@ -245,18 +301,25 @@ def fill_unit_value(ctx: FillContext) -> Filled:
         x: float = rng.choice([rng.randint(-30, 45), rng.randint(0, 110), rng.choice([0, 37, 100, -10, 98.6, 36.5])])
     else:
         x = rng.choice([rng.randint(1, 20), rng.randint(1, 1000), round(rng.uniform(0.5, 100), 1),
-                        rng.choice([5, 10, 42.195, 100, 1000, 1500, 26.2, 3.5])])
+                        rng.choice([5, 10, 42.195, 100, 1000, 1500, 26.2, 3.5, 1200, 2.5])])
     value = sf.as_number(x)
     text = sf.number_text(x)
     r = rng.random()
+    zh = ctx.value_lang == "zh"
     if isinstance(value, int) and value >= 0 and r < 0.2:
-        text = sf.zh_number(value, liang=True) if ctx.value_lang == "zh" and value < 10000 else sf.en_number(value)
+        text = sf.zh_number(value, liang=True) if zh and value < 10000 else sf.en_number(value)
+        if not zh and value == 100 and rng.random() < 0.5:
+            text = "a hundred"
+    elif isinstance(value, int) and zh and r < 0.3 and sf.zh_short_number(value):
+        text = sf.zh_short_number(value)  # 一千五 = 1500
     elif isinstance(value, int) and value >= 1000 and r < 0.4:
         text = sf.with_commas(value)
-    elif isinstance(value, int) and value < 0 and ctx.value_lang == "zh" and r < 0.5:
-        text = f"零下{-value}"
-    elif isinstance(value, int) and value < 0 and ctx.value_lang == "en" and r < 0.3:
+    elif isinstance(value, int) and value < 0 and zh and r < 0.5:
+        text = f"零下{-value}" if rng.random() < 0.7 else f"零下{sf.zh_number(-value)}"
+    elif isinstance(value, int) and value < 0 and not zh and r < 0.3:
         text = f"minus {-value}"
+    elif isinstance(value, float) and zh and r < 0.3 and 0 < value < 100 and len(text) <= 4:
+        text = sf.zh_decimal(value)  # 三点五
     return Filled(text, value)
 
 
@@ -363,7 +426,13 @@ def fill_short_text(ctx: FillContext) -> Filled:
 def fill_translate_text(ctx: FillContext) -> Filled:
     """Text to translate; its language goes to state so the target language differs from it."""
     rng = ctx.rng
-    source = ctx.value_lang if rng.random() < 0.7 else ("en" if ctx.value_lang == "zh" else "zh")
+    if ctx.variant == "foreign":  # "'good luck'是什么意思": text in the other language, target = the sentence's
+        source = "en" if ctx.lang == "zh" else "zh"
+    else:
+        source = ctx.value_lang if rng.random() < 0.7 else ("en" if ctx.value_lang == "zh" else "zh")
+    targets = [code for code in ctx.state.get("languages_used", []) if code]
+    if source in targets:  # the target language was said first ("翻译成英语" ... then the text)
+        source = "en" if source == "zh" else "zh"
     ctx.state["text_lang"] = source
     if rng.random() < 0.75:
         text = ctx.pick(f"phrases_{source}")

@@ -38,11 +38,15 @@ class Context:
     rng: random.Random
     noise: Noise = field(default_factory=Noise)
     light_noise: Noise = field(default_factory=Noise)
+    chat_noise: Noise = field(default_factory=Noise)  # chit-chat and statements: no "please"/"thanks" added
     _compiled: dict[tuple, list[Template]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.noise = scaled_noise(self.config.noise_scale)
         self.light_noise = scaled_noise(self.config.noise_scale * 0.4, polite=False)
+        self.chat_noise = scaled_noise(self.config.noise_scale, polite=False)
+        self.chat_noise.polite_prefix = self.noise.polite_prefix * 0.5
+        self.chat_noise.request_prefix = 0.0
 
     @property
     def pools(self) -> dict[str, Any]:
@@ -66,18 +70,19 @@ class Context:
         return self._compiled[key]
 
     def utter(self, plan: ToolPlan | None, template: Template, mode: str, light: bool = False,
-              preset: dict[str, Filled] | None = None) -> Utterance:
-        return make_utterance(plan, template, mode, self.rng, self.pools, self.chat,
-                              self.light_noise if light else self.noise, preset, fl.FILLERS)
+              preset: dict[str, Filled] | None = None, state: dict[str, Any] | None = None,
+              noise: Noise | None = None) -> Utterance:
+        noise = noise or (self.light_noise if light else self.noise)
+        return make_utterance(plan, template, mode, self.rng, self.pools, self.chat, noise, preset, fl.FILLERS, state)
 
 
 def scaled_noise(scale: float, polite: bool = True) -> Noise:
     base = Noise()
     values = {name: min(1.0, getattr(base, name) * scale) for name in base.__dataclass_fields__}
-    for name in ("capitalize", "zh_space"):  # style choices, not noise: keep them
+    for name in ("capitalize", "zh_space", "request_prefix"):  # style choices, not noise: keep them
         values[name] = getattr(base, name)
     if not polite:
-        values["polite_prefix"] = values["polite_suffix"] = 0.0
+        values["polite_prefix"] = values["polite_suffix"] = values["particle"] = 0.0
     return Noise(**values)
 
 
@@ -195,7 +200,9 @@ def parallel_call(ctx: Context) -> Sample | None:
     if t1 is None or t2 is None:
         return None
     quiet = Noise(polite_prefix=0, polite_suffix=0, strip_end_punct=1.0, ascii_punct=0, lowercase=0,
-                  capitalize=0, typo=ctx.noise.typo, zh_space=ctx.noise.zh_space, full_width=ctx.noise.full_width)
+                  capitalize=0, typo=ctx.noise.typo, zh_space=ctx.noise.zh_space, full_width=ctx.noise.full_width,
+                  zh_typo=ctx.noise.zh_typo, zh_drop=ctx.noise.zh_drop, particle=0, slang=ctx.noise.slang,
+                  no_commas=0)
     u1 = make_utterance(first, t1, mode, rng, ctx.pools, ctx.chat, quiet)
     u2 = make_utterance(second, t2, mode, rng, ctx.pools, ctx.chat, quiet)
     if _ends_with_free_text(u1) and not _ends_with_free_text(u2):
@@ -253,8 +260,9 @@ def ask_then_call(ctx: Context) -> Sample | None:
     utt = ctx.utter(plan, template, mode)
     question = ask_question(ctx, plan, [missing], utt.reply_lang, utt)
     answer_template = rng.choice(answer_templates(ctx, plan, missing, utt.reply_lang))
+    # The answer continues the first turn's values: a unit of the same dimension, another language.
     answer = ctx.utter(plan, answer_template, "mix" if utt.lang == "mix" and rng.random() < 0.5 else utt.reply_lang,
-                       light=True)
+                       light=True, state=utt.state)
     merged = {**utt.args, **answer.args}
     args = {p: merged[p] for p in plan.tool.properties if p in merged}
     lang = "mix" if "mix" in (utt.lang, answer.lang) else utt.lang
@@ -280,7 +288,7 @@ def _chat_line(ctx: Context, group: dict[str, Any], prefix: str, mode: str) -> t
             return None
     templates = ctx.compiled((prefix, lang), group[lang], f"{prefix}.{lang}", lang)
     template = ctx.rng.choice(templates)
-    return ctx.utter(None, template, mode if mode == "mix" else lang), template
+    return ctx.utter(None, template, mode if mode == "mix" else lang, noise=ctx.chat_noise), template
 
 
 def no_call(ctx: Context) -> Sample | None:
@@ -418,7 +426,8 @@ def _followup(ctx: Context, plan: ToolPlan) -> Sample | None:
     if not options:
         return None
     follow = rng.choice(options)
-    f_utt = ctx.utter(plan, follow, "mix" if utt.lang == "mix" and rng.random() < 0.5 else lang, light=True)
+    f_utt = ctx.utter(plan, follow, "mix" if utt.lang == "mix" and rng.random() < 0.5 else lang, light=True,
+                      state=utt.state)
     if all(utt.args.get(k) == v for k, v in f_utt.args.items()):
         return None
     merged = {**utt.args, **f_utt.args}

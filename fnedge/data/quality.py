@@ -113,19 +113,36 @@ def split_by_template(records: list[dict[str, Any]], dev_fraction: float = 0.1, 
                       value_fraction: float | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split so that dev rows use only templates and slot values that no train row uses.
 
-    Templates are held out with probability `dev_fraction`, slot values with `value_fraction`
-    (default: the same), by stable hashing. A row goes to dev when all its templates and values are
-    held out, to train when none are; rows that mix both are dropped, so dev measures phrasings and
-    values the model never saw (and dev is smaller than dev_fraction of the rows).
+    A row's first template (the user's opening request) is held out with probability
+    `dev_fraction`, by stable hashing; that decides which side the row can go to. Every other item
+    a row holds -- later templates (answers, follow-ups, picks) and slot values -- goes to the side
+    whose rows use it more, so a common value ("off", a popular city) stays in train and a value
+    seen only in held-out rows stays in dev. A row that still mixes sides is dropped; that way dev
+    measures phrasings and values the model never saw while dropping as few rows as possible.
+
+    value_fraction: hold out slot values by stable hashing with this probability instead (the
+    older, independent rule, which drops many more rows).
     """
-    value_fraction = dev_fraction if value_fraction is None else value_fraction
-    train, dev = [], []
+    opening = {record["template"].split("|")[0] for record in records}
+    rows: list[tuple[bool | None, dict[str, Any], set[str]]] = []
+    dev_uses: Counter = Counter()
+    train_uses: Counter = Counter()
     for record in records:
         templates = record["template"].split("|")
-        held = [_held_out("t:" + t, dev_fraction, seed) for t in templates]
-        held += [_held_out("v:" + v, value_fraction, seed) for v in slot_values(record)]
-        if all(held):
+        held = [_held_out("t:" + t, dev_fraction, seed) for t in templates if t in opening]
+        free = {"t:" + t for t in templates if t not in opening}  # answers, follow-ups, picks
+        if value_fraction is None:
+            free |= {"v:" + v for v in slot_values(record)}
+        else:
+            held += [_held_out("v:" + v, value_fraction, seed) for v in slot_values(record)]
+        side = True if all(held) else False if not any(held) else None  # dev, train, or mixed
+        (dev_uses if side else train_uses if side is False else Counter()).update(free)
+        rows.append((side, record, free))
+    held_free = {item for item, count in dev_uses.items() if count > train_uses[item]}
+    train, dev = [], []
+    for side, record, free in rows:
+        if side is True and free <= held_free:
             dev.append(record)
-        elif not any(held):
+        elif side is False and not free & held_free:
             train.append(record)
     return train, dev

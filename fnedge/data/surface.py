@@ -84,6 +84,29 @@ def en_number(n: int) -> str:
     return en_number(thousands) + " thousand" + ((" " if rest >= 100 else " and ") + en_number(rest) if rest else "")
 
 
+def zh_short_number(n: int) -> str | None:
+    """The spoken short form that drops the last unit: 350 -> 三百五, 1200 -> 一千二, 25000 -> 两万五.
+
+    Only for numbers made of two leading digits followed by zeros (the dropped unit is then
+    unambiguous); None otherwise.
+    """
+    for size, name, lower in ((10000, "万", 1000), (1000, "千", 100), (100, "百", 10)):
+        if n >= size and n < size * 10:
+            high, rest = divmod(n, size)
+            low, tail = divmod(rest, lower)
+            if low and not tail:
+                return ("两" if high == 2 else ZH_DIGITS[high]) + name + ZH_DIGITS[low]
+            return None
+    return None
+
+
+def en_hundreds(n: int) -> str | None:
+    """'twelve hundred' for 1100..9900 in hundreds that are not whole thousands; None otherwise."""
+    if 1100 <= n <= 9900 and n % 100 == 0 and n % 1000:
+        return en_number(n // 100) + " hundred"
+    return None
+
+
 def with_commas(n: int) -> str:
     return f"{n:,}"
 
@@ -104,17 +127,23 @@ def say_count_zh(n: int, rng: random.Random) -> str:
 
 
 def say_amount(n: int, lang: str, rng: random.Random) -> str:
-    """A plain amount of money or a quantity without unit: 1500 / 1,500 / 一千五百 / fifteen hundred."""
+    """A plain amount of money or a quantity without unit: 1500 / 1,500 / 一千五百 / 一千五 /
+    fifteen hundred / 1.5k."""
     r = rng.random()
+    short = zh_short_number(n) if lang == "zh" else en_hundreds(n)
+    if short and r < 0.25:
+        return short
+    if n >= 1000 and n % 100 == 0 and r < 0.32:
+        return f"{n / 1000:g}k"
     if lang == "zh":
-        if r < 0.55:
+        if r < 0.65:
             return str(n)
-        if r < 0.7 and n >= 1000:
+        if r < 0.75 and n >= 1000:
             return with_commas(n)
         return zh_number(n, liang=rng.random() < 0.5)
-    if r < 0.6 or n > 9999:
+    if r < 0.7 or n > 9999:
         return str(n)
-    if r < 0.8 and n >= 1000:
+    if r < 0.85 and n >= 1000:
         return with_commas(n)
     return en_number(n) if n < 100 or n % 100 == 0 else str(n)
 
@@ -137,13 +166,13 @@ def _zh_period(hour: int, rng: random.Random) -> str | None:
     if hour < 5:
         return rng.choice(["凌晨", "凌晨", "半夜"]) if hour >= 1 else None
     if hour < 9:
-        return rng.choice(["早上", "早上", "早晨", "上午", "清晨"])
+        return rng.choice(["早上", "早上", "早晨", "上午", "清晨", "早"])
     if hour < 11:
         return rng.choice(["上午", "早上"])
     if hour < 13:
         return "中午" if hour == 12 else "上午"
     if hour < 17:
-        return "下午"
+        return rng.choice(["中午", "下午"]) if hour == 13 else "下午"
     if hour < 19:
         return rng.choice(["下午", "傍晚", "晚上"])
     return rng.choice(["晚上", "晚上", "夜里"]) if hour >= 21 else "晚上"
@@ -171,77 +200,143 @@ def _zh_minutes(minute: int, rng: random.Random) -> str:
     return rng.choice([f"点{minute}", f"点{minute}分", f"点{words}", f"点{words}分"])
 
 
-def say_time(hour: int, minute: int, lang: str, rng: random.Random) -> str:
-    """One way to say a clock time; the caller's value is always hhmm(hour, minute)."""
+def say_time(hour: int, minute: int, lang: str, rng: random.Random, period: bool = True) -> str:
+    """One way to say a clock time; the caller's value is always hhmm(hour, minute).
+
+    period=False: the sentence already says the part of the day ("明早", "今晚", "tonight at"), so
+    the time is said as on a 12-hour clock with no day-part word ("今晚8点" -> 20:00).
+    """
     if lang == "zh":
-        return _say_time_zh(hour, minute, rng)
-    return _say_time_en(hour, minute, rng)
+        return _say_time_zh(hour, minute, rng, period)
+    return _say_time_en(hour, minute, rng, period)
 
 
-def _say_time_zh(hour: int, minute: int, rng: random.Random) -> str:
+def _zh_before_hour(hour: int, minute: int, rng: random.Random, period: bool) -> str | None:
+    """'八点差一刻' / '差五分八点' for 7:45 / 7:55 (daytime only, where the reading is clear)."""
+    if minute not in (45, 50, 55) or not 6 <= hour <= 20:
+        return None
+    nxt = hour + 1
+    gap = "一刻" if minute == 45 else f"{zh_number(60 - minute)}分"
+    word = _zh_hour_word(nxt % 12 or 12, rng)
+    if not period or (6 <= nxt <= 12 and rng.random() < 0.4):
+        return rng.choice([f"{word}点差{gap}", f"差{gap}{word}点"])
+    return f"{_zh_period(nxt, rng)}{word}点差{gap}"
+
+
+def _say_time_zh(hour: int, minute: int, rng: random.Random, period: bool = True) -> str:
     r = rng.random()
-    if r < 0.18:  # digital clock: 19:30 / 7:30
+    h12 = hour % 12 or 12
+    if r < 0.06:
+        before = _zh_before_hour(hour, minute, rng, period)
+        if before:
+            return before
+    if not period:
+        if r < 0.22:
+            return f"{h12}:{minute:02d}"
+        return f"{_zh_hour_word(h12, rng)}{_zh_minutes(minute, rng)}"
+    if r < 0.17:  # digital clock: 19:30 / 7:30
         return f"{hour}:{minute:02d}" if rng.random() < 0.5 else hhmm(hour, minute)
-    if r < 0.25 and hour >= 13:  # 24-hour spoken: 19点30
+    if r < 0.24 and hour >= 13:  # 24-hour spoken: 19点30
         return f"{hour}{_zh_minutes(minute, rng)}"
     if hour == 0:
-        return rng.choice(["00:00", "零点", "0点"]) if minute == 0 else f"零{_zh_minutes(minute, rng)}"
-    h12 = hour % 12 or 12
+        if minute == 0:
+            return rng.choice(["00:00", "零点", "0点", "半夜十二点", "半夜12点", "午夜十二点", "凌晨12点", "凌晨零点",
+                               "夜里12点"])
+        return rng.choice([f"零{_zh_minutes(minute, rng)}", f"凌晨0{_zh_minutes(minute, rng)}",
+                           f"半夜12{_zh_minutes(minute, rng)}"])
+    if r < 0.3 and hour >= 1:  # day part + digital clock: 下午3:30
+        return f"{_zh_period(hour, rng)}{h12}:{minute:02d}"
     if 5 <= hour <= 12 and rng.random() < 0.3:
-        period = ""  # a bare 1..12 o'clock reads as morning (八点二十 -> 08:20) or noon
+        prefix = ""  # a bare 1..12 o'clock reads as morning (八点二十 -> 08:20) or noon
     else:
-        period = _zh_period(hour, rng) or ""
-    return f"{period}{_zh_hour_word(h12, rng)}{_zh_minutes(minute, rng)}"
+        prefix = _zh_period(hour, rng) or ""
+    return f"{prefix}{_zh_hour_word(h12, rng)}{_zh_minutes(minute, rng)}"
 
 
-def _en_day_part(hour: int) -> str:
+def _en_day_part(hour: int, rng: random.Random | None = None) -> str:
     if 5 <= hour < 12:
         return "in the morning"
     if 12 <= hour < 17:
         return "in the afternoon"
     if 17 <= hour < 21:
         return "in the evening"
+    if 1 <= hour < 5 and rng is not None and rng.random() < 0.6:
+        return "in the morning"  # "2 in the morning"
     return "at night"
 
 
-def _say_time_en(hour: int, minute: int, rng: random.Random) -> str:
+def _en_words_time(hour: int, minute: int, rng: random.Random, part: str) -> str:
+    """'half past seven', 'quarter to eight', 'seven thirty', 'ten past 7' (+ part)."""
     h12 = hour % 12 or 12
-    r = rng.random()
-    if hour == 12 and minute == 0 and r < 0.4:
-        return rng.choice(["noon", "12 noon", "midday"])
-    if hour == 0 and minute == 0 and r < 0.5:
-        return "midnight"
-    if r < 0.15:
-        return hhmm(hour, minute) if hour >= 10 or rng.random() < 0.5 else f"{hour}:{minute:02d}"
-    clock = f"{h12}" if minute == 0 else f"{h12}:{minute:02d}"
-    if r < 0.6:
-        marks = ["am", "am", "AM", " am", " a.m.", " AM"] if hour < 12 else ["pm", "pm", "PM", " pm", " p.m.", " PM"]
-        return clock + rng.choice(marks)
-    if r < 0.72:
-        return f"{clock} {_en_day_part(hour)}"
-    # Word forms. Without a day part they read as 1..12 in the morning (or 12 noon).
-    bare_ok = 5 <= hour <= 12
-    part = "" if bare_ok and rng.random() < 0.6 else " " + _en_day_part(hour)
-    words = en_number(h12)
+    words = en_number(h12) if rng.random() < 0.8 else str(h12)
+    nxt = en_number(h12 % 12 + 1) if rng.random() < 0.8 else str(h12 % 12 + 1)
+    # "quarter to one" next to a 12 o'clock hour (or 11 -> 12) reads ambiguously: say it forward.
+    forward_ok = 5 <= hour <= 10 or (bool(part) and 12 <= hour <= 22)
     if minute == 0:
-        return f"{words} o'clock{part}" if rng.random() < 0.6 else (f"{words}{part}" if part else f"{words} o'clock")
+        return f"{words} o'clock{part}" if rng.random() < 0.6 or not part else f"{words}{part}"
     if minute == 30:
-        return f"half past {words}{part}" if rng.random() < 0.6 else f"{words} thirty{part}"
+        r = rng.random()
+        if r < 0.12 and part == "" and 5 <= hour <= 11:
+            return f"half {words}"  # British: half seven = 7:30
+        return f"half past {words}{part}" if r < 0.6 else f"{en_number(h12)} thirty{part}"
     if minute == 15:
-        return f"quarter past {words}{part}" if rng.random() < 0.6 else f"{words} fifteen{part}"
-    if minute == 45 and rng.random() < 0.6 and hour not in (11, 23):
-        return f"quarter to {en_number(h12 % 12 + 1)}{part}"
+        return (f"{rng.choice(['quarter', 'a quarter'])} past {words}{part}" if rng.random() < 0.6
+                else f"{en_number(h12)} fifteen{part}")
+    if minute == 45 and forward_ok and rng.random() < 0.6:
+        return f"{rng.choice(['quarter', 'a quarter'])} to {nxt}{part}"
+    if minute in (40, 50, 55) and forward_ok and rng.random() < 0.4:
+        return f"{en_number(60 - minute)} to {nxt}{part}"
     if minute in (5, 10, 20, 25) and rng.random() < 0.5:
         return f"{en_number(minute)} past {words}{part}"
+    words = en_number(h12)  # "seven forty-one", never "7 forty-one"
     return f"{words} {('oh ' + en_number(minute)) if minute < 10 else en_number(minute)}{part}"
+
+
+def _say_time_en(hour: int, minute: int, rng: random.Random, period: bool = True) -> str:
+    h12 = hour % 12 or 12
+    clock = f"{h12}" if minute == 0 else f"{h12}:{minute:02d}"
+    marks = ["am", "am", "AM", " am", " a.m.", " AM"] if hour < 12 else ["pm", "pm", "PM", " pm", " p.m.", " PM"]
+    r = rng.random()
+    if not period:
+        if r < 0.35:
+            return clock
+        if r < 0.6:
+            return clock + rng.choice(marks)
+        return _en_words_time(hour, minute, rng, "")
+    if hour == 12 and minute == 0 and r < 0.4:
+        return rng.choice(["noon", "12 noon", "midday", "noon"])
+    if hour == 0 and minute == 0 and r < 0.5:
+        return rng.choice(["midnight", "midnight", "12 midnight"])
+    if r < 0.13:
+        return hhmm(hour, minute) if hour >= 10 or rng.random() < 0.5 else f"{hour}:{minute:02d}"
+    if r < 0.16:
+        return f"{hour:02d}{minute:02d}"  # "0730", "1930"
+    if r < 0.22 and 5 <= hour <= 12:
+        return clock  # a bare "7" or "7:30" reads as morning (or noon)
+    if r < 0.55:
+        if minute and rng.random() < 0.2:
+            clock = f"{h12}.{minute:02d}"  # 7.30am
+        return clock + rng.choice(marks)
+    if r < 0.68:
+        return f"{clock} {_en_day_part(hour, rng)}"
+    if r < 0.72:
+        words = en_number(h12) + ("" if minute == 0 else " " + (("oh " + en_number(minute)) if minute < 10 else en_number(minute)))
+        return words + (" pm" if hour >= 12 else " am")  # "seven thirty pm"
+    # Word forms. Without a day part they read as 1..12 in the morning (or 12 noon).
+    bare_ok = 5 <= hour <= 12
+    part = "" if bare_ok and rng.random() < 0.6 else " " + _en_day_part(hour, rng)
+    return _en_words_time(hour, minute, rng, part)
 
 
 # ---- dates ---------------------------------------------------------------------------------
 
 RELATIVE_DATES = {
-    "today": {"zh": ["今天", "今天", "今日", "今儿"], "en": ["today", "today", "today"]},
-    "tomorrow": {"zh": ["明天", "明天", "明日", "明儿"], "en": ["tomorrow", "tomorrow", "tmrw"]},
-    "day_after_tomorrow": {"zh": ["后天", "后天", "后儿"], "en": ["the day after tomorrow", "day after tomorrow"]},
+    "today": {"zh": ["今天", "今天", "今天", "今日", "今儿", "今儿个"], "en": ["today", "today", "today"]},
+    "tomorrow": {"zh": ["明天", "明天", "明天", "明日", "明儿", "明儿个"],
+                 "en": ["tomorrow", "tomorrow", "tomorrow", "tmrw", "tmr", "tomorrow"]},
+    "day_after_tomorrow": {"zh": ["后天", "后天", "后天", "后儿", "后儿个"],
+                           "en": ["the day after tomorrow", "day after tomorrow", "the day after tomorrow",
+                                  "day after tmrw"]},
 }
 
 
@@ -250,27 +345,32 @@ def random_date(rng: random.Random, implied_year_only: bool = False) -> dt.date:
     return dt.date(year, 1, 1) + dt.timedelta(days=rng.randrange(365))
 
 
+def ordinal_suffix(n: int) -> str:
+    return "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
 def say_explicit_date(day: dt.date, lang: str, rng: random.Random, bare: bool = False) -> str:
-    """An explicit date; forms without a year are only produced for IMPLIED_YEAR dates."""
-    iso = day.isoformat()
-    has_implied_year = day.year == IMPLIED_YEAR
-    r = rng.random()
+    """An explicit date; forms without a year are only produced for IMPLIED_YEAR dates.
+
+    zh: 2025年6月18日, 6月18号, 6月18, 六月十八号, 2025/6/18 ...; en: June 18th, 18 June, Jun 18,
+    the 18th of June, June 18, 2026, 2025-06-18 ... ("on " in front unless bare).
+    """
+    y, m, d = day.year, day.month, day.day
+    with_year_first = rng.random() < 0.2 or y != IMPLIED_YEAR
     if lang == "zh":
-        if r < 0.45 or not has_implied_year and r < 0.7:
-            return iso if r < 0.6 or not has_implied_year else f"{day.year}年{day.month}月{day.day}日"
-        if not has_implied_year:
-            return f"{day.year}年{day.month}月{day.day}日"
-        return rng.choice([f"{day.month}月{day.day}日", f"{day.month}月{day.day}号", f"{day.month}月{day.day}号",
-                           f"{zh_number(day.month)}月{zh_number(day.day)}号", f"{day.year}年{day.month}月{day.day}日"])
+        if with_year_first:
+            return rng.choice([day.isoformat(), f"{y}年{m}月{d}日", f"{y}年{m}月{d}日", f"{y}年{m}月{d}号",
+                               f"{y}/{m}/{d}", f"{y}.{m}.{d}"])
+        return rng.choice([f"{m}月{d}日", f"{m}月{d}号", f"{m}月{d}号", f"{m}月{d}", f"{zh_number(m)}月{zh_number(d)}号",
+                           f"{zh_number(m)}月{zh_number(d)}日"])
     on = "" if bare else "on "
-    month = MONTHS_EN[day.month - 1]
-    if r < 0.45 or not has_implied_year and r < 0.7:
-        return on + iso if r < 0.6 or not has_implied_year else f"{on}{month} {day.day}, {day.year}"
-    if not has_implied_year:
-        return f"{on}{month} {day.day}, {day.year}"
-    suffix = {1: "st", 2: "nd", 3: "rd"}.get(day.day if day.day < 20 else day.day % 10, "th")
-    return on + rng.choice([f"{month} {day.day}", f"{month} {day.day}{suffix}", f"{day.day} {month}",
-                            f"{month[:3]} {day.day}", f"the {day.day}{suffix} of {month}"])
+    month = MONTHS_EN[m - 1]
+    th = ordinal_suffix(d)
+    if with_year_first:
+        return on + rng.choice([day.isoformat(), f"{month} {d}, {y}", f"{month} {d}{th}, {y}", f"{d} {month} {y}",
+                                f"{y}/{m:02d}/{d:02d}"])
+    return on + rng.choice([f"{month} {d}", f"{month} {d}{th}", f"{month} {d}{th}", f"{d} {month}", f"{d}{th} {month}",
+                            f"{month[:3]} {d}", f"the {d}{th} of {month}"])
 
 
 def to_full_width(text: str) -> str:

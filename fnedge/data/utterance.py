@@ -2,7 +2,8 @@
 
 Order matters: values are chosen first (in schema order, so linked slots such as from_unit and
 to_unit see each other), then the template is rendered, then noise (case, typos, punctuation,
-polite words) is applied to the words around the values. Values copied verbatim follow the noise
+polite words, Chinese input-method slips and particles, texting English) is applied to the words
+around the values. Values copied verbatim follow the noise
 applied to their own words (a lowercased "berlin" is passed as "berlin").
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fnedge.data.fillers import FillContext, Filled
@@ -33,6 +34,7 @@ class Utterance:
     lang: str  # "zh", "en" or "mix"
     reply_lang: str  # language the assistant answers in
     values: dict[str, Filled]  # slot key -> final filled value (after noise)
+    state: dict[str, Any] = field(default_factory=dict)  # filler state (unit dimension, languages used)
 
 
 @dataclass
@@ -47,6 +49,12 @@ class Noise:
     typo: float = 0.05
     zh_space: float = 0.45
     full_width: float = 0.05
+    zh_typo: float = 0.06  # a homophone slip of the input method: 在/再, 的/得, 那/哪, 天气/天汽
+    zh_drop: float = 0.12  # dropped words: 一下, 的 after a value, 请 / 帮我 at the start
+    particle: float = 0.14  # a sentence-final particle: 吧 / 呗 / 哈 / 啊 / 呀 / 嘛 / 呢
+    slang: float = 0.18  # texting English: pls, thx, u, whats, im, dont, gonna, tmrw
+    no_commas: float = 0.08  # mobile typing without commas
+    request_prefix: float = 1.0  # 0: no "please"/"请"/"麻烦" in front (statements, chit-chat)
 
 
 def sentence_lang(template_lang: str, mode: str) -> str:
@@ -56,15 +64,19 @@ def sentence_lang(template_lang: str, mode: str) -> str:
 
 def make_utterance(plan: ToolPlan | None, template: Template, mode: str, rng: random.Random,
                    pools: dict[str, Any], chat: dict[str, Any], noise: Noise | None,
-                   preset: dict[str, Filled] | None = None, fillers: dict[str, Any] | None = None) -> Utterance:
+                   preset: dict[str, Filled] | None = None, fillers: dict[str, Any] | None = None,
+                   state: dict[str, Any] | None = None) -> Utterance:
     """Render `template` for the sample language `mode` ("zh", "en" or "mix").
 
     preset: slot values decided beforehand (the same city in a follow-up, ...).
     fillers: fillers for slots that are not parameters of `plan` (chat templates: {city}, ...).
+    state: filler state of an earlier turn, so an answer continues it (a unit of the same dimension,
+    a target language other than the one already used).
     """
     base = template.lang if template.lang in ("zh", "en") else ("zh" if CJK_RE.search(template.text) else "en")
     mixed = template.lang == "mix"
-    state: dict[str, Any] = {}
+    state = {k: (list(v) if isinstance(v, list) else set(v) if isinstance(v, set) else v)
+             for k, v in (state or {}).items()}
     values: dict[str, Filled] = dict(preset or {})
     keys = _ordered_keys(template, plan)
     flip = {k: False for k in keys}
@@ -112,6 +124,7 @@ def make_utterance(plan: ToolPlan | None, template: Template, mode: str, rng: ra
     segments = render(template, rng, surface)
     if noise is not None:
         segments = apply_noise(segments, base, rng, chat, noise, values)
+    segments = _separate_words(segments)
     text = "".join(piece for piece, _ in segments).strip()
     text = re.sub(r"  +", " ", text)
     final: dict[str, Filled] = {}
@@ -126,7 +139,20 @@ def make_utterance(plan: ToolPlan | None, template: Template, mode: str, rng: ra
     args2 = _arguments(plan, template, final, used, second=True) if any(k.endswith("#2") for k in used) else None
     other_script = LATIN_WORD_RE if base == "zh" else CJK_RE
     mixed = mixed or any(flip.get(k) and other_script.search(f.surface) for k, f in final.items())
-    return Utterance(text, args, args2, template, "mix" if mixed else base, base, final)
+    return Utterance(text, args, args2, template, "mix" if mixed else base, base, final, state)
+
+
+def _separate_words(segments: list[Segment]) -> list[Segment]:
+    """A space where two pieces would glue Latin words or numbers together ("Calgary" + "tomorrow");
+    a number right before a unit ("5" + "km") stays as it is."""
+    out: list[list] = []
+    for piece, key in segments:
+        prev = next((p[0] for p in reversed(out) if p[0]), "")
+        if prev and piece and prev[-1].isascii() and prev[-1].isalnum() and piece[0].isascii() and piece[0].isalnum() \
+                and not (prev[-1].isdigit() and piece[0].isalpha()):
+            piece = " " + piece
+        out.append([piece, key])
+    return [(p, k) for p, k in out]
 
 
 def _ordered_keys(template: Template, plan: ToolPlan | None) -> list[str]:
@@ -158,6 +184,14 @@ def apply_noise(segments: list[Segment], lang: str, rng: random.Random, chat: di
                 noise: Noise, values: dict[str, Filled]) -> list[Segment]:
     segs = [list(s) for s in segments]
     if lang == "zh":
+        if rng.random() < noise.zh_typo:
+            _zh_typo(segs, rng)
+        if rng.random() < noise.zh_drop:
+            _zh_drop(segs, rng)
+        if rng.random() < noise.zh_space * 0.5:
+            for s in segs:  # "check 一下", "帮我 play 一首": spaces where scripts meet in the wording
+                if s[1] is None:
+                    s[0] = CJK_LATIN_RE.sub(" ", s[0])
         if rng.random() < noise.zh_space:
             for i, s in enumerate(segs):  # "明天 Paris 天气": spaces around Latin values in Chinese text
                 if s[1] is not None and LATIN_RE.search(s[0][:1] + s[0][-1:]):
@@ -172,13 +206,24 @@ def apply_noise(segments: list[Segment], lang: str, rng: random.Random, chat: di
                     s[0] = to_full_width(s[0])
     if lang == "en" and rng.random() < noise.typo:
         _typo(segs, rng)
+    if lang == "en" and rng.random() < noise.slang:
+        _slang(segs, rng)
+    if rng.random() < noise.no_commas:
+        _drop_commas(segs, rng)
     first = next((s for s in segs if s[0].strip()), ["", None])
     last = next((s for s in reversed(segs) if s[0].strip()), ["", None])
     # Polite words must not touch a free-text value ("...存进x.txt：车停在B2，辛苦了" is ambiguous).
     open_start = first[1] is not None and values[first[1]].free_text and not values[first[1]].pre
     open_end = last[1] is not None and values[last[1]].free_text and not values[last[1]].post
-    if rng.random() < noise.polite_prefix and not open_start and not (lang == "zh" and first[0][:1] in "请麻帮能可我劳"):
-        prefix = rng.choice(chat["prefixes"][lang])
+    opener = first[0].lstrip().lower()
+    addressed = first[1] is None and opener.startswith(ADDRESSED_OPENERS)  # "hey, ..." / "小助手，..." already
+    if rng.random() < noise.polite_prefix and not open_start and not addressed \
+            and not (lang == "zh" and first[0][:1] in "请麻帮能可我劳"):
+        options = chat["prefixes"][lang]
+        if noise.request_prefix < 1 or (lang == "en" and (opener.startswith(EN_QUESTION_OPENERS) or first[1] is not None)):
+            # not "please how many ...", not "please I'm so tired"
+            options = [p for p in options if p.strip(" ，,") not in REQUEST_PREFIXES] or options
+        prefix = rng.choice(options)
         if lang == "en" and segs and segs[0][1] is None and segs[0][0][:1].isupper() and not segs[0][0].startswith("I "):
             segs[0][0] = segs[0][0][0].lower() + segs[0][0][1:]
         segs.insert(0, [prefix, None])
@@ -188,6 +233,10 @@ def apply_noise(segments: list[Segment], lang: str, rng: random.Random, chat: di
         if end is not None:
             segs[end][0] = segs[end][0].rstrip("。.!！?？")
         segs.append([suffix, None])
+    elif lang == "zh" and end is not None and rng.random() < noise.particle:
+        particle = _zh_particle(segs, end, rng, chat)
+        if particle:
+            segs[end][0] = segs[end][0].rstrip("。.!！?？～") + particle
     elif end is not None and rng.random() < noise.strip_end_punct:
         segs[end][0] = segs[end][0].rstrip("。.!！?？")
     if lang == "zh" and rng.random() < noise.ascii_punct:
@@ -204,6 +253,106 @@ def apply_noise(segments: list[Segment], lang: str, rng: random.Random, chat: di
             if first is not None and first[0][:1].islower():
                 first[0] = first[0][0].upper() + first[0][1:]
     return [(s[0], s[1]) for s in segs]
+
+
+CJK_LATIN_RE = re.compile(r"(?<=[\u3400-\u9fff])(?=[A-Za-z])|(?<=[A-Za-z])(?=[\u3400-\u9fff])")
+# Input-method slips and casual spellings in the wording around values (never in the values).
+ZH_SLIPS = [("在", ["再"]), ("再", ["在"]), ("的", ["得", "地"]), ("得", ["的"]), ("那", ["哪"]), ("哪", ["那"]),
+            ("天气", ["天汽", "天器"]), ("吗", ["嘛", "么"]), ("预订", ["预定"]), ("订", ["定"]), ("已经", ["以经"]),
+            ("一下", ["一哈", "一夏"]), ("怎么", ["咋", "怎莫"]), ("什么", ["啥", "神马"]), ("帮我", ["帮窝", "帮"]),
+            ("明天", ["名天"]), ("提醒", ["题醒"]), ("多少", ["多小"]), ("闹钟", ["闹中"]), ("音乐", ["音月"]),
+            ("做", ["作"]), ("这个", ["这各"])]
+ZH_QUESTION_RE = re.compile(r"(怎么|什么|多少|几|哪|谁|咋|啥|如何|是不是|要不要|会不会|有没有|冷不冷|热不热|能不能|行不行|好不好|[?？])")
+ZH_FINAL_PARTICLES = "吗么嘛呢吧呗哈啊呀哦噢啦"
+
+
+ADDRESSED_OPENERS = ("hey", "hi ", "hi,", "hello", "yo ", "ok ", "ok,", "okay", "so ", "um", "alright", "excuse",
+                     "please", "pls", "小助手", "助手", "你好", "嗨", "哈喽", "嘿", "在吗", "那啥", "喂", "劳驾", "麻烦", "请")
+REQUEST_PREFIXES = {"please", "请", "麻烦", "麻烦你", "劳驾"}
+EN_QUESTION_OPENERS = ("how", "what", "whats", "is ", "are ", "will ", "do ", "does ", "should ", "any ", "can ", "could ",
+                       "would ", "where", "when", "which", "who")
+
+
+def _drop_commas(segs: list[list], rng: random.Random) -> None:
+    """Mobile typing without commas; a comma between two Latin words becomes a space, not nothing."""
+    glue = rng.choice([" ", ""])
+    for i, s in enumerate(segs):
+        if s[1] is not None:
+            continue
+        before = next((x[0] for x in reversed(segs[:i]) if x[0]), "")[-1:]
+        after = next((x[0] for x in segs[i + 1:] if x[0]), "")[:1]
+        text = s[0].replace(", ", " ").replace(",", " ")
+        out = []
+        for j, ch in enumerate(text):
+            if ch != "，":
+                out.append(ch)
+                continue
+            left = text[j - 1] if j > 0 else before
+            right = text[j + 1] if j + 1 < len(text) else after
+            out.append(" " if glue == "" and (left.isascii() and left.isalnum() or right.isascii() and right.isalnum())
+                       else glue)
+        s[0] = "".join(out)
+
+
+def _zh_typo(segs: list[list], rng: random.Random) -> None:
+    candidates = [(i, word, options) for i, s in enumerate(segs) if s[1] is None
+                  for word, options in ZH_SLIPS if word in s[0]]
+    if candidates:
+        i, word, options = rng.choice(candidates)
+        segs[i][0] = segs[i][0].replace(word, rng.choice(options), 1)
+
+
+def _zh_drop(segs: list[list], rng: random.Random) -> None:
+    """Drop a word people leave out when typing fast: 一下, 的 right after a value, 请/帮我 in front."""
+    options = []
+    for i, s in enumerate(segs):
+        if s[1] is not None:
+            continue
+        if "一下" in s[0]:
+            options.append((i, "一下"))
+        if s[0].startswith("的") and i > 0 and segs[i - 1][1] is not None and not s[0].startswith("的话"):
+            options.append((i, "的"))
+        if i == 0 and s[0].startswith(("请", "帮我", "麻烦")) and not s[0].startswith("请问") and len(s[0]) > 2:
+            options.append((i, next(w for w in ("请", "帮我", "麻烦") if s[0].startswith(w))))
+    if options:
+        i, word = rng.choice(options)
+        segs[i][0] = segs[i][0].replace(word, "", 1)
+
+
+def _zh_particle(segs: list[list], end: int, rng: random.Random, chat: dict[str, Any]) -> str | None:
+    """A sentence-final particle that fits: 吧/呗/嘛 after a request, 啊/呀/呢 after a wh-question,
+    nothing after a yes/no question that already ends in 吗."""
+    text = "".join(s[0] for s in segs).rstrip("。.!！?？～ ")
+    if not text or text[-1] in ZH_FINAL_PARTICLES or not CJK_RE.search(text[-1]):
+        return None
+    suffixes = chat.get("suffixes", {})
+    kind = "zh_question" if ZH_QUESTION_RE.search(text) else "zh_request"
+    options = suffixes.get(kind) or (["啊", "呀", "呢"] if kind == "zh_question" else ["吧", "呗", "哈", "嘛", "呀"])
+    return rng.choice(options)
+
+
+# Texting English, applied to the wording only: (pattern, replacements).
+EN_SLANG = [(r"\bplease\b", ["pls", "plz", "pls"]), (r"\bthanks\b", ["thx", "thanx", "ty"]),
+            (r"\bthank you\b", ["ty", "thx", "thank u"]), (r"\byou\b", ["u"]), (r"\byour\b", ["ur"]),
+            (r"\b(W|w)hat's\b", ["whats", "what is", "wats"]), (r"\bI'm\b", ["im", "Im", "I am"]),
+            (r"\bdon't\b", ["dont", "do not"]), (r"\b(I|i)t's\b", ["its", "it is"]), (r"\bcan't\b", ["cant"]),
+            (r"\bI'll\b", ["Ill", "I will", "i'll"]), (r"\b(H|h)ow's\b", ["hows", "how is"]),
+            (r"\b(W|w)hat is\b", ["what's", "whats"]), (r"\bI am\b", ["I'm", "im"]), (r"\bdo not\b", ["don't", "dont"]),
+            (r"\bminutes\b", ["mins"]), (r"\btomorrow\b", ["tmrw", "tmr", "2moro"]), (r"\bokay\b", ["ok", "k"]),
+            (r"\bgoing to\b", ["gonna"]), (r"\bwant to\b", ["wanna"]), (r"\bgot to\b", ["gotta"]),
+            (r"\bbecause\b", ["cuz", "bc"]), (r"\bthat's\b", ["thats"]), (r"\bI've\b", ["ive", "Ive"]),
+            (r"\bwe're\b", ["were", "we are"]), (r"\bdoesn't\b", ["doesnt"]), (r"\bisn't\b", ["isnt"]),
+            (r"\bcould you\b", ["could u", "cud you"]), (r"\bthe (?=weather|lights?|alarm)", [""]),
+            (r"\bmessage\b", ["msg"])]
+EN_SLANG_RE = [(re.compile(p), r) for p, r in EN_SLANG]
+
+
+def _slang(segs: list[list], rng: random.Random) -> None:
+    hits = [(i, pattern, options) for i, s in enumerate(segs) if s[1] is None
+            for pattern, options in EN_SLANG_RE if pattern.search(s[0])]
+    rng.shuffle(hits)
+    for i, pattern, options in hits[:rng.randint(1, 3)]:
+        segs[i][0] = pattern.sub(lambda m: rng.choice(options), segs[i][0], count=1)
 
 
 def _last_literal(segs: list[list]) -> int | None:
