@@ -1,0 +1,1 @@
+"""Training: tokenizer, model presets, the from-scratch trainer."""

@@ -1,0 +1,80 @@
+"""One run's training settings, saved as `config.yaml` next to its checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fnedge.errors import FnedgeError
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "fc-micro"
+    catalog: str | None = None         # None: the built-in default catalog
+    hints: str | None = None           # per-tool phrasing/value hints for the data generator
+    data: str | None = None            # an existing conversations JSONL; None: generate one
+    n_samples: int = 46000             # conversations generated when `data` is None
+    data_seed: int = 0
+    dev_fraction: float = 0.03         # held out by phrasing template and value
+    vocab_size: int = 6400
+    max_tokens: int = 384              # longer conversations are dropped (and counted)
+    batch_tokens: int = 2048           # padded tokens per optimizer step (small: tiny models need many steps)
+    epochs: float = 1.0
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 150
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 500
+    checkpoint_every: int = 100
+    seed: int = 0
+    threads: int = 0                   # 0: torch's default
+    save_dtype: str = "float16"        # the finished model's weights (halves the file; exports read it)
+    precision: str = "auto"            # bf16 autocast where the CPU has bf16 units (~1.8x here), else fp32
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise FnedgeError(f"{path}: cannot read training config ({e.__class__.__name__}: {e})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "TrainConfig":
+        if not isinstance(raw, dict):
+            raise FnedgeError(f"{source}: a training config must be a mapping")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(raw) - set(known)
+        if unknown:
+            raise FnedgeError(f"{source}: unknown training setting(s) {sorted(unknown)}")
+        config = cls(**raw)
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "config") -> None:
+        positive = ["n_samples", "vocab_size", "max_tokens", "batch_tokens", "eval_every", "checkpoint_every"]
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise FnedgeError(f"{source}: '{name}' must be a positive integer")
+        if not (self.epochs > 0 and self.lr > 0):
+            raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
+        if self.save_dtype not in ("float16", "float32"):
+            raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise FnedgeError(f"{source}: 'precision' must be auto, bf16 or fp32")
+        if self.batch_tokens < self.max_tokens:
+            raise FnedgeError(f"{source}: 'batch_tokens' must be at least 'max_tokens'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        from fnedge.io import write_text_atomic
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))

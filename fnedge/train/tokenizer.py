@@ -1,0 +1,71 @@
+"""Byte-level BPE tokenizer trained on the synthetic corpus, chat markers as single tokens.
+
+At run time it is plain byte-level BPE with the GPT-2 pre-tokenizer regex, because llama.cpp
+implements exactly that (`tokenizer.ggml.model = gpt2`, pre-tokenizer `gpt-2`).
+
+While learning merges we split more finely: every CJK character alone, and a space before a
+word alone. No merge can then join two CJK characters or a space with a word, so a value is
+tokenized the same inside the user's sentence and inside the call's JSON string (`宁波` in
+`宁波后天…` and in `"city": "宁波"`; `Wellington` after a space and after a quote). A tiny model
+copies arguments by matching tokens; with GPT-2's usual merges the two spellings differ.
+Applying these merges under the plain GPT-2 regex gives the same tokens, since no merge spans
+the finer boundaries (a test checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from fnedge.chat_format import CHAT_TEMPLATE, END_OF_TEXT, IM_END, SPECIAL_TOKENS
+from fnedge.errors import FnedgeError
+
+
+def runtime_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+
+
+def merge_learning_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(r" (?=[\p{L}\p{N}])"), behavior="isolated"),
+        runtime_pre_tokenizer(),
+    ])
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = merge_learning_pre_tokenizer()
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,  # ids 0..6, in this order
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.pre_tokenizer = runtime_pre_tokenizer()
+    return wrap(tokenizer)
+
+
+def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=IM_END,
+        pad_token=END_OF_TEXT,
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (IM_END, END_OF_TEXT)],
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,
+        model_max_length=1024,
+    )
+
+
+def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
+    directory = Path(directory)
+    if not (directory / "tokenizer.json").is_file():
+        raise FnedgeError(f"{directory}: no tokenizer.json (not a model or tokenizer folder)")
+    return AutoTokenizer.from_pretrained(str(directory))

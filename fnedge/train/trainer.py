@@ -1,0 +1,314 @@
+"""Train a preset from scratch on CPU: AdamW, warmup + cosine, loss on assistant tokens only,
+periodic eval loss, atomic checkpoints, and resume after an interrupt.
+
+A run folder holds everything needed to continue or reproduce it:
+
+    run/config.yaml        the settings (a resumed run must match them)
+    run/data/train.jsonl   conversations (generated once, by seed)
+    run/data/dev.jsonl     held-out conversations (by phrasing template and value)
+    run/tokenizer/         the tokenizer trained on train.jsonl
+    run/checkpoint.pt      model + optimizer + step, rewritten atomically
+    run/model/             the finished HF folder (config.json, model.safetensors, tokenizer)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import LlamaForCausalLM
+
+from fnedge.catalog import load_catalog
+from fnedge.chat_format import render
+from fnedge.errors import FnedgeError
+from fnedge.io import write_bytes_atomic, write_json_atomic
+from fnedge.train.config import TrainConfig
+from fnedge.train.dataset import Example, encode_conversations, iterate_epoch, plan_batches
+from fnedge.train.presets import make_config
+from fnedge.train.tokenizer import load_tokenizer, train_tokenizer
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    tokens_seen: int = 0
+    train_seconds: float = 0.0
+    last_eval_loss: float | None = None
+
+
+def train(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
+    """Train (or resume) the run in `run_dir`; returns the finished model folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_dir):
+        return _train_locked(config, run_dir, command)
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    _check_or_save_config(config, run_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    train_records, dev_records = prepare_data(config, run_dir)
+    tokenizer = prepare_tokenizer(config, run_dir, train_records)
+    train_examples, dropped = encode_conversations(tokenizer, train_records, config.max_tokens)
+    dev_examples, _ = encode_conversations(tokenizer, dev_records, config.max_tokens)
+    if not train_examples:
+        raise FnedgeError(f"{run_dir}: no training conversation fits in max_tokens={config.max_tokens}")
+
+    torch.manual_seed(config.seed)
+    model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr,
+                                  betas=(0.9, 0.95), eps=1e-8)
+    state = _load_checkpoint(run_dir, model, optimizer)
+
+    steps_per_epoch = len(plan_batches([len(e.ids) for e in train_examples], config.batch_tokens, config.seed))
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    pad_id = tokenizer.pad_token_id
+    print(f"run {run_dir}: {len(train_examples)} conversations ({dropped} over {config.max_tokens} tokens dropped), "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {total_steps} steps"
+          + (f", resuming at step {state.step}" if state.step else ""))
+
+    use_bf16 = resolve_precision(config.precision) == "bf16"
+    stop = _StopFlag()
+    with stop, _progress() as progress:
+        task = progress.add_task("train", total=total_steps, completed=state.step, loss="-", tps="-")
+        while state.step < total_steps and not stop.requested:
+            epoch, skip = divmod(state.step, steps_per_epoch)
+            batches = iterate_epoch(train_examples, config.batch_tokens, config.seed + epoch, pad_id, skip)
+            for ids, labels in batches:
+                started = time.perf_counter()
+                lr = _learning_rate(state.step, total_steps, config)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                    loss = model(input_ids=ids, labels=labels).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                state.step += 1
+                state.tokens_seen += ids.numel()
+                elapsed = time.perf_counter() - started
+                state.train_seconds += elapsed
+                progress.update(task, advance=1, loss=f"{loss.item():.3f}",
+                                tps=f"{ids.numel() / elapsed:,.0f}")
+                if not progress.console.is_terminal and state.step % 25 == 0:  # logs get a line, not a bar
+                    progress.console.print(f"step {state.step}/{total_steps} loss {loss.item():.4f} "
+                                           f"{state.tokens_seen / state.train_seconds:,.0f} tok/s")
+                if state.step % config.eval_every == 0 or state.step == total_steps:
+                    state.last_eval_loss = evaluate_loss(model, dev_examples, config.batch_tokens, pad_id)
+                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}, "
+                                           f"dev loss {state.last_eval_loss:.4f}")
+                if state.step % config.checkpoint_every == 0 or stop.requested or state.step == total_steps:
+                    _save_checkpoint(run_dir, model, optimizer, state)
+                if stop.requested or state.step >= total_steps:
+                    break
+    if stop.requested:
+        raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
+                          f"Run the same command again to resume.")
+    return save_model(model, tokenizer, config, state, run_dir, command)
+
+
+def resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def prepare_data(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Generate (or copy) the conversations once; later resumes reuse the same files."""
+    from fnedge.data import generate_dataset, read_jsonl, split_by_template, write_jsonl
+
+    data_dir = run_dir / "data"
+    train_path, dev_path = data_dir / "train.jsonl", data_dir / "dev.jsonl"
+    if not (train_path.is_file() and dev_path.is_file()):
+        if config.data:
+            records = read_jsonl(Path(config.data))
+        else:
+            catalog = load_catalog(config.catalog)
+            hints = _load_hints(config.hints)
+            records = generate_dataset(catalog, n=config.n_samples, seed=config.data_seed, hints=hints)
+        train_records, dev_records = split_by_template(records, config.dev_fraction, config.data_seed)
+        write_jsonl(dev_records, dev_path)
+        write_jsonl(train_records, train_path)
+    return read_jsonl(train_path), read_jsonl(dev_path)
+
+
+def _load_hints(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from fnedge.data import load_hints
+    return load_hints(Path(path))
+
+
+def prepare_tokenizer(config: TrainConfig, run_dir: Path, records: list[dict[str, Any]]):
+    directory = run_dir / "tokenizer"
+    if not (directory / "tokenizer.json").is_file():
+        texts = (render(r["messages"], r.get("tool_schemas")) for r in records)
+        tokenizer = train_tokenizer(texts, vocab_size=config.vocab_size)
+        staging = run_dir / "tokenizer.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        tokenizer.save_pretrained(str(staging))
+        staging.rename(directory)
+    return load_tokenizer(directory)
+
+
+@torch.no_grad()
+def evaluate_loss(model: LlamaForCausalLM, examples: list[Example], batch_tokens: int, pad_id: int) -> float:
+    if not examples:
+        return float("nan")
+    model.eval()
+    total, count = 0.0, 0
+    for ids, labels in iterate_epoch(examples, batch_tokens, seed=0, pad_id=pad_id):
+        learned = int((labels[:, 1:] != -100).sum())
+        total += model(input_ids=ids, labels=labels).loss.item() * learned
+        count += learned
+    model.train()
+    return total / max(count, 1)
+
+
+def save_model(model: LlamaForCausalLM, tokenizer, config: TrainConfig, state: RunState,
+               run_dir: Path, command: str) -> Path:
+    """Write the finished HF folder atomically (staging folder, then rename)."""
+    final, staging = run_dir / "model", run_dir / "model.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.to(getattr(torch, config.save_dtype)).save_pretrained(str(staging), safe_serialization=True)
+    model.float()
+    tokenizer.save_pretrained(str(staging))
+    catalog = load_catalog(config.catalog)
+    write_json_atomic(staging / "fnedge.json", {
+        "preset": config.preset,
+        "catalog_sha256": catalog.sha256(),
+        "tools": catalog.names,
+        "generalist": False,
+        "train_command": command,
+        "train_config": config.to_dict(),
+        "precision": resolve_precision(config.precision),
+        "steps": state.step,
+        "tokens_seen": state.tokens_seen,
+        "train_seconds": round(state.train_seconds, 1),
+        "tokens_per_second": round(state.tokens_seen / max(state.train_seconds, 1e-9)),
+        "dev_loss": state.last_eval_loss,
+    })
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return final
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # Decay matrices only; norms (1-D) are left alone, as usual for transformers.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def _learning_rate(step: int, total: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def _check_or_save_config(config: TrainConfig, run_dir: Path) -> None:
+    path = run_dir / "config.yaml"
+    if path.is_file():
+        saved = TrainConfig.load(path)
+        if saved != config:
+            changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict()[k] != v)
+            raise FnedgeError(f"{run_dir}: holds a run with other settings ({', '.join(changed)}); "
+                              f"use another --out folder or --fresh")
+    else:
+        config.save(path)
+
+
+def _save_checkpoint(run_dir: Path, model, optimizer, state: RunState) -> None:
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "state": state.__dict__, "rng": torch.get_rng_state()}, buffer)
+    write_bytes_atomic(run_dir / "checkpoint.pt", buffer.getvalue())
+
+
+def _load_checkpoint(run_dir: Path, model, optimizer) -> RunState:
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        return RunState()
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except Exception as e:  # a checkpoint from another preset or a damaged file
+        raise FnedgeError(f"{path}: cannot resume from this checkpoint ({e.__class__.__name__}); "
+                          f"delete it or use --fresh") from None
+    torch.set_rng_state(saved["rng"])
+    return RunState(**saved["state"])
+
+
+class _RunLock:
+    """One trainer per run folder: two would overwrite each other's checkpoints."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+
+    def __enter__(self) -> "_RunLock":
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            owner = self.path.read_text().strip()
+            if owner.isdigit() and _process_alive(int(owner)):
+                raise FnedgeError(f"{self.path.parent}: another training process (pid {owner}) "
+                                  f"is using this run folder") from None
+            self.path.unlink(missing_ok=True)  # left behind by a process that died
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _StopFlag:
+    """Turns Ctrl-C / SIGTERM into a request to checkpoint and stop after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                    TimeElapsedColumn(), TimeRemainingColumn())

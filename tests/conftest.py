@@ -1,0 +1,26 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+from fnedge.train.config import TrainConfig  # noqa: E402
+
+# A run small enough for CI: fc-nano on a few hundred generated conversations.
+TINY = dict(preset="fc-nano", n_samples=600, vocab_size=600, max_tokens=256, batch_tokens=2048,
+            epochs=1.0, lr=3e-3, warmup_steps=5, eval_every=10, checkpoint_every=5, threads=1,
+            dev_fraction=0.1)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A trained (barely) fc-nano model folder shared by the export and runtime tests."""
+    from fnedge.train.trainer import train
+    return train(tiny_config(), tmp_path_factory.mktemp("tiny-run"))

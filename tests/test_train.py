@@ -1,0 +1,97 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ROOT, TINY, tiny_config
+from fnedge.errors import FnedgeError
+from fnedge.train.config import TrainConfig
+from fnedge.train.presets import PRESETS, count_parameters, make_config
+from fnedge.train.trainer import train
+
+
+def test_presets_have_quantizable_shapes():
+    for name in PRESETS:
+        config = make_config(name)
+        for dim in (config.hidden_size, config.intermediate_size,
+                    config.num_key_value_heads * config.hidden_size // config.num_attention_heads):
+            assert dim % 32 == 0, (name, dim)
+    assert 1e6 < count_parameters(make_config("fc-nano")) < 2e6
+    assert 5e6 < count_parameters(make_config("fc-micro")) < 8e6
+    assert 24e6 < count_parameters(make_config("minimind-26m")) < 30e6
+
+
+def test_training_lowers_dev_loss(tiny_model):
+    record = json.loads((tiny_model / "fnedge.json").read_text())
+    uniform = math.log(TINY["vocab_size"])
+    assert record["steps"] > 10
+    assert record["dev_loss"] < 0.75 * uniform, record["dev_loss"]  # from ln(V) at init
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (tiny_model / name).is_file()
+
+
+def test_changed_settings_refuse_to_resume(tmp_path):
+    tiny_config().save(tmp_path / "config.yaml")
+    with pytest.raises(FnedgeError, match=r"other settings \(lr\)"):
+        train(tiny_config(lr=1e-4), tmp_path)
+
+
+def test_bad_config_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: fc-nano\nbatchsize: 3\n")
+    with pytest.raises(FnedgeError, match=r"c.yaml: unknown training setting\(s\) \['batchsize'\]"):
+        TrainConfig.load(path)
+
+
+def _cli_train(out, config_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "fnedge.cli", "train", "--out", str(out), "--config",
+                             str(config_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    config_path = tmp_path / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump({**TINY, "n_samples": 300, "epochs": 2.0, "eval_every": 1000}))
+
+    straight = _cli_train(tmp_path / "straight", config_path)
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+
+    interrupted = _cli_train(tmp_path / "resumed", config_path)
+    checkpoint = tmp_path / "resumed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    interrupted.send_signal(signal.SIGINT)
+    assert interrupted.wait(timeout=120) != 0
+    assert "Run the same command again to resume" in interrupted.stderr.read()
+    assert not (tmp_path / "resumed" / "model").exists()
+
+    resumed = _cli_train(tmp_path / "resumed", config_path)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert "resuming at step" in out
+
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_a_second_trainer_on_the_same_run_folder_is_refused(tmp_path):
+    (tmp_path / ".lock").write_text(str(os.getpid()))  # this live process holds it
+    with pytest.raises(FnedgeError, match=r"another training process \(pid \d+\)"):
+        train(tiny_config(), tmp_path)
+    (tmp_path / ".lock").write_text("999999999")  # a dead owner: the lock is stale and taken over
+    with pytest.raises(FnedgeError, match="other settings"):
+        tiny_config(lr=1e-4).save(tmp_path / "config.yaml")
+        train(tiny_config(), tmp_path)
+    assert not (tmp_path / ".lock").exists()
