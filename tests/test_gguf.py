@@ -223,10 +223,13 @@ def test_metadata_and_tensor_types(built):
     assert value("general.architecture") == "llama"
     assert value("llama.embedding_length") == 128
     assert value("llama.block_count") == 4
-    assert value("llama.attention.head_count") == 4
-    assert value("llama.attention.head_count_kv") == 2
-    assert value("llama.rope.dimension_count") == 32
-    assert value("llama.rope.freq_base") == pytest.approx(1e6)
+    from fnedge.train.presets import make_config
+    nano = make_config("fc-nano")
+    head_dim = nano.hidden_size // nano.num_attention_heads
+    assert value("llama.attention.head_count") == nano.num_attention_heads
+    assert value("llama.attention.head_count_kv") == nano.num_key_value_heads
+    assert value("llama.rope.dimension_count") == head_dim
+    assert value("llama.rope.freq_base") == pytest.approx(nano.rope_parameters["rope_theta"])
     assert value("llama.context_length") == 256
     assert value("llama.vocab_size") == len(tokenizer)
     assert value("general.file_type") == int(gguf.LlamaFileType.MOSTLY_Q4_0)
@@ -261,7 +264,9 @@ def test_qk_rows_are_permuted_for_llama_cpp_rope(built):
     stored = {t.name: np.array(t.data) for t in reader.tensors}
     hf_q = built["model"].model.layers[1].self_attn.q_proj.weight.detach().numpy()
     q = stored["blk.1.attn_q.weight"]
-    head_dim = 32
+    from fnedge.train.presets import make_config
+    nano = make_config("fc-nano")
+    head_dim = nano.hidden_size // nano.num_attention_heads
     # adjacent rows (2j, 2j+1) of a head in GGUF are rows j and j + head_dim/2 in HF
     np.testing.assert_array_equal(q[0], hf_q[0])
     np.testing.assert_array_equal(q[1], hf_q[head_dim // 2])

@@ -1,0 +1,145 @@
+"""The `fnedge` command line: data -> train -> export -> run / eval."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fnedge.errors import FnedgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Tiny function-calling models for the edge: data -> train -> export -> run.")
+
+
+def _mount_data_commands() -> None:
+    from fnedge.data.cli import data_app
+    app.add_typer(data_app, name="data", help="Synthesize training conversations from a tool catalog.")
+
+
+@app.command()
+def train(
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, data, tokenizer, final model)."),
+    preset: Optional[str] = typer.Option(None, help="Model preset: fc-nano, fc-micro (default), minimind-26m."),
+    config: Optional[Path] = typer.Option(None, help="YAML training config; flags below override it."),
+    catalog: Optional[Path] = typer.Option(None, help="Tool catalog JSON (default: the built-in one)."),
+    data: Optional[Path] = typer.Option(None, help="Conversations JSONL to train on (default: generate)."),
+    n_samples: Optional[int] = typer.Option(None, help="Conversations to generate."),
+    epochs: Optional[float] = typer.Option(None, help="Passes over the training data."),
+    seed: Optional[int] = typer.Option(None, help="Model init and data-order seed."),
+    threads: Optional[int] = typer.Option(None, help="Torch threads (default: all cores)."),
+    fresh: bool = typer.Option(False, help="Discard an existing run in --out and start over."),
+) -> None:
+    """Train a model from scratch on CPU (resumes automatically if --out holds an interrupted run)."""
+    import shutil
+
+    from fnedge.train.config import TrainConfig
+    from fnedge.train.trainer import train as run_training
+
+    settings = TrainConfig.load(config).to_dict() if config else {}
+    overrides = {"preset": preset, "catalog": str(catalog) if catalog else None, "data": str(data) if data else None,
+                 "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    train_config = TrainConfig.from_dict(settings, source=str(config or "flags"))
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    model_dir = run_training(train_config, out, command="fnedge " + shlex.join(sys.argv[1:]))
+    typer.echo(f"model written to {model_dir}")
+
+
+@app.command("export")
+def export_command(
+    device: str = typer.Option(..., help="Device profile: rpi4, rpi5, android-arm64, laptop-x86."),
+    model: Optional[Path] = typer.Option(None, help="HF model folder (default: the built-in model)."),
+    quant: Optional[str] = typer.Option(None, help="Comma list of f32,f16,q8_0,q4_0 (default: the device's)."),
+    out: Optional[Path] = typer.Option(None, help="Build folder (default: builds/DEVICE)."),
+) -> None:
+    """Export a model to a device build: GGUF artifacts, tokenizer, catalog and a checksummed manifest."""
+    from fnedge.export.build import export_build
+
+    build = export_build(device, model_dir=model, quants=quant, out_dir=out)
+    manifest = json.loads((build / "manifest.json").read_text())
+    for artifact in manifest["artifacts"]:
+        typer.echo(f"{build / artifact['file']}  {artifact['quant']}  {artifact['bytes'] / 1e6:.1f} MB")
+
+
+@app.command()
+def run(
+    build: Path = typer.Argument(..., help="Build folder made by 'fnedge export'."),
+    text: str = typer.Argument(..., help="What the user says."),
+    artifact: Optional[str] = typer.Option(None, help="Artifact file in the build (default: primary)."),
+    threads: Optional[int] = typer.Option(None, help="Threads (default: the device's, capped at this machine's cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the reply as JSON."),
+) -> None:
+    """Answer one request: print the validated tool calls and the text reply."""
+    from fnedge.runtime.engine import Assistant
+
+    assistant = Assistant.from_build(build, artifact=artifact, threads=threads)
+    reply = assistant.respond([{"role": "user", "content": text}])
+    if as_json:
+        typer.echo(json.dumps({"text": reply.turn.text, "calls": reply.turn.calls, "problems": reply.problems,
+                               "latency_ms": round(reply.latency_ms, 1)}, ensure_ascii=False))
+        return
+    if reply.turn.text:
+        typer.echo(reply.turn.text)
+    for call in reply.turn.calls:
+        args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call["arguments"].items())
+        typer.echo(f"→ {call['name']}({args})")
+    for problem in reply.problems:
+        typer.echo(f"! invalid call: {problem}", err=True)
+    typer.echo(f"({reply.latency_ms:.0f} ms)", err=True)
+
+
+@app.command("eval")
+def eval_command(
+    cases: Path = typer.Argument(..., help="Evaluation cases JSONL (see shared/eval/FORMAT.md)."),
+    build: Optional[Path] = typer.Option(None, help="Build folder to evaluate."),
+    model: Optional[Path] = typer.Option(None, help="HF model folder to evaluate with torch instead."),
+    artifact: Optional[str] = typer.Option(None, help="Artifact of the build (default: primary)."),
+    threads: Optional[int] = typer.Option(None, help="Threads."),
+    json_out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
+) -> None:
+    """Score a build (or a model folder) on evaluation cases; print and optionally save the metrics."""
+    from fnedge.eval.report import format_report
+    from fnedge.eval.runner import run_eval
+    from fnedge.io import write_json_atomic
+    from fnedge.runtime.engine import Assistant
+
+    if (build is None) == (model is None):
+        raise FnedgeError("give exactly one of --build or --model")
+    assistant = (Assistant.from_build(build, artifact=artifact, threads=threads) if build
+                 else Assistant.from_model_dir(model, threads=threads))
+    summary = run_eval(cases, assistant)
+    typer.echo(format_report(summary))
+    if json_out:
+        write_json_atomic(json_out, summary)
+
+
+@app.command()
+def devices() -> None:
+    """List the device profiles and what an export for each defaults to."""
+    from fnedge.devices import list_devices
+
+    for d in list_devices():
+        typer.echo(f"{d.name:14} {','.join(d.default_quants):6} threads {d.threads}  ctx {d.context_length}  "
+                   f"budget {d.latency_budget_ms:.0f} ms  {d.description}")
+
+
+def main() -> None:
+    try:
+        _mount_data_commands()
+        app()
+    except FnedgeError as e:
+        typer.echo(f"fnedge: error: {e}", err=True)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("fnedge: interrupted", err=True)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""`fnedge export`: a model folder -> a device build folder with a checksummed manifest.
+
+    builds/rpi4/
+      model-q8_0.gguf      one GGUF per quant type
+      tokenizer.json ...   the HF tokenizer files (for other runtimes)
+      tools.json           the catalog the model was trained for
+      fnedge.json          the model's training record
+      manifest.json        every choice made, and the size and sha256 of every file
+      README.md            how to run it with fnedge and with llama.cpp
+
+The build is assembled in a staging folder and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from fnedge import __version__
+from fnedge.devices import DeviceProfile, get_device
+from fnedge.errors import FnedgeError
+from fnedge.io import sha256_file, write_json_atomic, write_text_atomic
+
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "fnedge.json")
+GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0")
+ONNX_QUANTS = ("onnx-fp32", "onnx-int8", "onnx-int4")
+ALL_QUANTS = GGUF_QUANTS + ONNX_QUANTS
+
+
+def default_model_dir() -> Path:
+    return Path(str(resources.files("fnedge") / "models" / "default"))
+
+
+def check_model_dir(model_dir: Path) -> dict[str, Any]:
+    """The folder holds a complete model; returns its fnedge.json record (or {})."""
+    if not model_dir.is_dir():
+        raise FnedgeError(f"{model_dir}: model folder not found")
+    for name in MODEL_FILES:
+        if not (model_dir / name).is_file():
+            raise FnedgeError(f"{model_dir}: incomplete model folder (missing {name})")
+    record = model_dir / "fnedge.json"
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+
+
+def parse_quants(text: str | None, device: DeviceProfile) -> list[str]:
+    quants = [q.strip().lower() for q in text.split(",") if q.strip()] if text else list(device.default_quants)
+    for quant in quants:
+        if quant not in ALL_QUANTS:
+            raise FnedgeError(f"unknown quant type '{quant}' (this version writes: {', '.join(ALL_QUANTS)})")
+        if quant not in device.allowed_quants:
+            raise FnedgeError(f"quant type '{quant}' is not allowed for device '{device.name}' "
+                              f"(allowed: {', '.join(device.allowed_quants)})")
+    return list(dict.fromkeys(quants))
+
+
+def export_build(device_name: str, model_dir: Path | None = None, quants: str | None = None,
+                 out_dir: Path | None = None) -> Path:
+    device = get_device(device_name)
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    record = check_model_dir(model_dir)
+    chosen = parse_quants(quants, device)
+    out_dir = Path(out_dir) if out_dir else Path("builds") / device.name
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        artifacts = [write_gguf_artifact(model_dir, staging, q) for q in chosen if q in GGUF_QUANTS]
+        artifacts += write_onnx_artifacts(model_dir, staging, [q for q in chosen if q in ONNX_QUANTS])
+        for name in COPIED_FILES:
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, staging / name)
+        write_json_atomic(staging / "tools.json", _catalog_for(record))
+        write_text_atomic(staging / "README.md", _device_readme(device, artifacts[0]["file"]))
+        manifest = _manifest(device, model_dir, record, artifacts, staging)
+        write_json_atomic(staging / "manifest.json", manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def write_gguf_artifact(model_dir: Path, staging: Path, quant: str) -> dict[str, Any]:
+    from fnedge.export.gguf_writer import write_gguf
+
+    file = f"model-{quant}.gguf"
+    info = write_gguf(model_dir, staging / file, quant=quant)
+    return {"file": file, "format": "gguf", "quant": quant,
+            "tensor_types": info.get("tensors", {}), "fallbacks": info.get("fallbacks", {})}
+
+
+_RECORDED_ELSEWHERE = {"file", "format", "quant", "bytes", "sha256", "inputs", "outputs", "quantized_matmuls"}
+
+
+def write_onnx_artifacts(model_dir: Path, staging: Path, quants: list[str]) -> list[dict[str, Any]]:
+    """fp32 ONNX with KV cache first; int8/int4 are quantized from it (fp32 kept only if asked)."""
+    if not quants:
+        return []
+    from fnedge.export.onnx_export import export_onnx, quantize_onnx
+
+    fp32 = staging / "model-onnx-fp32.onnx"
+    export_info = export_onnx(model_dir, fp32)
+    artifacts = []
+    for quant in quants:
+        file = f"model-{quant}.onnx"
+        info = export_info if quant == "onnx-fp32" else quantize_onnx(fp32, staging / file, quant.removeprefix("onnx-"))
+        choices = {k: v for k, v in info.items() if k not in _RECORDED_ELSEWHERE}
+        if "quantized_matmuls" in info:
+            choices["quantized_matmuls"] = len(info["quantized_matmuls"])
+        artifacts.append({"file": file, "format": "onnx", "quant": quant, "choices": choices})
+    if "onnx-fp32" not in quants:
+        fp32.unlink()
+    return artifacts
+
+
+def _catalog_for(record: dict[str, Any]) -> list[dict[str, Any]]:
+    from fnedge.catalog import load_catalog
+
+    catalog = load_catalog(record.get("train_config", {}).get("catalog"))
+    if record.get("catalog_sha256") and catalog.sha256() != record["catalog_sha256"]:
+        raise FnedgeError(f"the model was trained on catalog {record['catalog_sha256'][:12]}, "
+                          f"but {catalog.source} hashes to {catalog.sha256()[:12]}")
+    return catalog.to_openai()
+
+
+def _manifest(device: DeviceProfile, model_dir: Path, record: dict[str, Any],
+              artifacts: list[dict[str, Any]], staging: Path) -> dict[str, Any]:
+    files = {}
+    for path in sorted(p for p in staging.iterdir() if p.is_file()):
+        files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    for artifact in artifacts:
+        artifact.update(bytes=files[artifact["file"]]["bytes"], sha256=files[artifact["file"]]["sha256"])
+    return {
+        "format_version": 1,
+        "name": staging.name.removesuffix(".partial"),
+        "device": device.name,
+        "primary": artifacts[0]["file"],
+        "model": {
+            "preset": record.get("preset"),
+            "source": str(model_dir.name),
+            "source_sha256": sha256_file(model_dir / "model.safetensors"),
+            "catalog_sha256": record.get("catalog_sha256"),
+            "generalist": bool(record.get("generalist", False)),
+        },
+        "runtime": {"threads": device.threads, "context_length": device.context_length,
+                    "latency_budget_ms": device.latency_budget_ms},
+        "tools_versions": {"fnedge": __version__, "gguf": _version("gguf"), "torch": _version("torch")},
+        "artifacts": artifacts,
+        "files": files,
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _device_readme(device: DeviceProfile, primary: str) -> str:
+    return f"""# fnedge build for {device.name}
+
+{device.description}. Threads {device.threads}, context {device.context_length} tokens.
+
+With fnedge (checks every file against manifest.json first):
+
+    fnedge run . "明天上海会下雨吗？"
+
+With llama.cpp (the chat template inside the GGUF renders the Hermes `<tool_call>` format):
+
+    llama-cli -m {primary} -t {device.threads} -c {device.context_length} -cnv --jinja
+    llama-server -m {primary} -t {device.threads} -c {device.context_length} --jinja
+
+The model knows the tools in tools.json by training; it does not need their schemas in the prompt.
+"""

@@ -1,0 +1,1 @@
+"""Runtime: load a device build, generate with llama.cpp, parse and validate tool calls."""

@@ -1,0 +1,111 @@
+"""From chat messages to a parsed, validated assistant turn, on any backend."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from fnedge.catalog import Catalog, call_problem, load_catalog
+from fnedge.chat_format import AssistantTurn, dump_arguments, parse_assistant, render
+from fnedge.errors import FnedgeError
+from fnedge.runtime.build import Build, load_build
+from fnedge.runtime.generation import Generation
+
+
+class Backend(Protocol):
+    def generate(self, prompt: str, max_tokens: int = 256) -> Generation: ...
+
+
+@dataclass
+class Reply:
+    turn: AssistantTurn
+    problems: list[str] = field(default_factory=list)  # one per invalid call, in call order
+    generation: Generation | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return self.generation.total_ms if self.generation else 0.0
+
+
+class Assistant:
+    """A model plus the catalog it was trained for."""
+
+    def __init__(self, backend: Backend, catalog: Catalog, generalist: bool = False,
+                 max_tokens: int = 256) -> None:
+        self.backend = backend
+        self.catalog = catalog
+        self.generalist = generalist
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def from_build(cls, build_dir: str | Path, artifact: str | None = None,
+                   threads: int | None = None) -> "Assistant":
+        build = load_build(build_dir)
+        chosen = build.artifact(artifact)
+        n_threads = threads or default_threads(build)
+        if chosen["format"] == "onnx":
+            from fnedge.runtime.onnx_backend import OnnxBackend
+            backend = OnnxBackend(build.path(chosen["file"]), build.root, n_threads=n_threads,
+                                  n_ctx=build.context_length)
+        else:
+            from fnedge.runtime.llama_backend import LlamaBackend
+            backend = LlamaBackend(build.path(chosen["file"]), n_threads=n_threads, n_ctx=build.context_length)
+        return cls(backend, build.catalog, generalist=build.generalist)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path, threads: int | None = None) -> "Assistant":
+        from fnedge.runtime.torch_backend import TorchBackend
+
+        model_dir = Path(model_dir)
+        meta_path = model_dir / "fnedge.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        backend = TorchBackend(model_dir, n_threads=threads)
+        return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)))
+
+    def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        # Schemas go into the prompt only for a generalist model; the default model knows its
+        # catalog by training and would pay thousands of tokens per request for nothing.
+        return render(canonical_messages(messages), tools if self.generalist else None,
+                      add_generation_prompt=True)
+
+    def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Reply:
+        generation = self.backend.generate(self.prompt(messages, tools), self.max_tokens)
+        turn = parse_assistant(generation.text)
+        catalog = self.catalog
+        if tools is not None and self.generalist:
+            from fnedge.catalog import parse_catalog
+            catalog = parse_catalog(tools, source="request tools")
+        problems = [p for p in (call_problem(c, catalog) for c in turn.calls) if p]
+        problems += [f"malformed call: {m[:60]}" for m in turn.malformed]
+        return Reply(turn=turn, problems=problems, generation=generation)
+
+
+def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Re-serialize earlier calls' arguments the way training wrote them."""
+    result = []
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                function = call.get("function", call)
+                arguments = function.get("arguments", {})
+                if isinstance(arguments, str):
+                    try:
+                        arguments = json.loads(arguments)
+                    except json.JSONDecodeError:
+                        raise FnedgeError(f"message tool call {function.get('name')!r} has arguments "
+                                          f"that are not JSON") from None
+                calls.append({**call, "function": {"name": function["name"],
+                                                    "arguments": dump_arguments(arguments)}})
+            message = {**message, "tool_calls": calls}
+        result.append(message)
+    return result
+
+
+def default_threads(build: Build) -> int:
+    """The device's thread count, but never more than this machine's cores: an oversubscribed
+    llama.cpp thread pool spins and crawls."""
+    return max(1, min(build.threads, len(os.sched_getaffinity(0))))

@@ -1,0 +1,76 @@
+"""Greedy generation on a GGUF through llama-cpp-python, with our own token loop.
+
+We drive `eval` token by token instead of `create_completion`: with a byte-level vocab the
+latter can run past `max_tokens` while a UTF-8 character is incomplete, and we want to stop
+exactly at `<|im_end|>` and measure time to first token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from fnedge.chat_format import IM_END
+from fnedge.errors import FnedgeError
+from fnedge.runtime.generation import Generation, timed_generation
+
+GGML_TYPE_F32 = 0
+
+
+class LlamaBackend:
+    def __init__(self, gguf_path: Path, n_threads: int, n_ctx: int) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise FnedgeError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+        # An F32 KV cache (llama.cpp defaults to F16): a few MB for our models, and greedy
+        # outputs then follow the torch model instead of flipping on near-ties.
+        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads,
+                         n_threads_batch=n_threads, n_batch=min(512, n_ctx), verbose=False, seed=0,
+                         type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
+        self.n_ctx = n_ctx
+        self.eos_id = self.tokenize(IM_END)[0]
+        self.n_vocab = self.llm.n_vocab()
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        return self.llm.detokenize(tokens, special=True)
+
+    def stream(self, prompt_tokens: list[int], max_tokens: int) -> Iterator[int]:
+        """Yield greedily chosen token ids until <|im_end|> or the token limit."""
+        budget = min(max_tokens, self.n_ctx - len(prompt_tokens))
+        if budget <= 0:
+            raise FnedgeError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {self.n_ctx}")
+        self.llm.reset()
+        self.llm.eval(prompt_tokens)
+        for _ in range(budget):
+            token = int(np.argmax(self._last_logits()))
+            if token == self.eos_id:
+                return
+            yield token
+            self.llm.eval([token])
+
+    def prompt_logits(self, prompt_tokens: list[int]) -> np.ndarray:
+        """Next-token logits after the prompt (for parity checks against torch)."""
+        self.llm.reset()
+        self.llm.eval(prompt_tokens)
+        return self._last_logits().copy()
+
+    def _last_logits(self) -> np.ndarray:
+        # Read llama.cpp's logits of the last evaluated token directly: without logits_all,
+        # llama-cpp-python no longer copies them into `scores` (and logits_all would compute
+        # the output head for every prompt token).
+        import llama_cpp
+        pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def decode(self, tokens: list[int]) -> str:
+        # An incomplete UTF-8 tail (cut by the token limit) is dropped, never a crash.
+        return self.detokenize(tokens).decode("utf-8", errors="ignore")
+
+    def generate(self, prompt: str, max_tokens: int = 256) -> Generation:
+        return timed_generation(self, prompt, max_tokens)

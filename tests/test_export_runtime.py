@@ -1,0 +1,125 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SHARED
+from fnedge.errors import FnedgeError
+from fnedge.export.build import default_model_dir, export_build
+from fnedge.runtime.build import load_build
+from fnedge.runtime.engine import Assistant
+from fnedge.runtime.llama_backend import LlamaBackend
+from fnedge.runtime.torch_backend import TorchBackend
+from fnedge.chat_format import render
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tiny_model, tmp_path_factory):
+    return export_build("rpi4", model_dir=tiny_model, quants="f32,f16,q8_0",
+                        out_dir=tmp_path_factory.mktemp("builds") / "rpi4")
+
+
+def test_manifest_lists_every_file_with_checksums(tiny_build):
+    manifest = json.loads((tiny_build / "manifest.json").read_text())
+    assert [a["quant"] for a in manifest["artifacts"]] == ["f32", "f16", "q8_0"]
+    assert manifest["primary"] == "model-f32.gguf"
+    for artifact in manifest["artifacts"]:
+        assert artifact["format"] == "gguf" and len(artifact["sha256"]) == 64
+        assert (tiny_build / artifact["file"]).stat().st_size == artifact["bytes"]
+    on_disk = {p.name for p in tiny_build.iterdir()} - {"manifest.json"}
+    assert on_disk == set(manifest["files"])
+    assert manifest["model"]["catalog_sha256"]
+    assert not list(tiny_build.parent.glob("*.partial"))
+
+
+def test_export_is_byte_identical(tiny_model, tiny_build, tmp_path):
+    again = export_build("rpi4", model_dir=tiny_model, quants="f32,f16,q8_0", out_dir=tmp_path / "again")
+    first = json.loads((tiny_build / "manifest.json").read_text())
+    second = json.loads((again / "manifest.json").read_text())
+    assert first["files"] == second["files"]  # sizes and sha256 of every artifact and file
+
+
+def test_tampered_artifact_is_refused(tiny_model, tmp_path):
+    build = export_build("rpi4", model_dir=tiny_model, quants="q8_0", out_dir=tmp_path / "b")
+    gguf = build / "model-q8_0.gguf"
+    data = bytearray(gguf.read_bytes())
+    data[-10] ^= 0xFF
+    gguf.write_bytes(bytes(data))
+    with pytest.raises(FnedgeError, match="model-q8_0.gguf: checksum does not match manifest.json"):
+        load_build(build)
+
+
+def test_bad_export_inputs(tiny_model, tmp_path):
+    with pytest.raises(FnedgeError, match="unknown device 'toaster'"):
+        export_build("toaster", model_dir=tiny_model, out_dir=tmp_path / "x")
+    with pytest.raises(FnedgeError, match="unknown quant type 'q2_k'"):
+        export_build("rpi4", model_dir=tiny_model, quants="q2_k", out_dir=tmp_path / "x")
+    with pytest.raises(FnedgeError, match="model folder not found"):
+        export_build("rpi4", model_dir=tmp_path / "missing", out_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+
+
+@pytest.mark.parametrize("artifact", ["model-f32.gguf", "model-f16.gguf"])
+def test_gguf_greedy_tokens_equal_torch(tiny_model, tiny_build, artifact):
+    torch_backend = TorchBackend(tiny_model, n_threads=1)
+    llama_backend = LlamaBackend(tiny_build / artifact, n_threads=1, n_ctx=512)
+    for text in ["明天上海会下雨吗？", "turn off the kitchen light", "hi"]:
+        prompt = render([{"role": "user", "content": text}], add_generation_prompt=True)
+        assert llama_backend.tokenize(prompt) == torch_backend.tokenize(prompt)
+        assert llama_backend.generate(prompt, 24).tokens == torch_backend.generate(prompt, 24).tokens
+
+
+def test_assistant_reply_from_build(tiny_build):
+    reply = Assistant.from_build(tiny_build, threads=1).respond([{"role": "user", "content": "hello"}])
+    assert reply.generation.prompt_tokens > 3
+    assert reply.latency_ms > 0
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "fnedge.cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fnedge: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_cli_errors_are_one_line(tiny_model, tmp_path):
+    _assert_one_line_error(_cli("run", tmp_path / "nobuild", "hi"), "nobuild", "not a build folder")
+    _assert_one_line_error(_cli("export", "--device", "rpi4", "--model", tmp_path / "nomodel"),
+                           "nomodel", "model folder not found")
+    bad_catalog = tmp_path / "tools.json"
+    bad_catalog.write_text("[{")
+    _assert_one_line_error(_cli("data", "generate", "--catalog", bad_catalog, "--n", "10", "--out",
+                                tmp_path / "d.jsonl"), "tools.json", "not valid JSON")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"id": "a", "tools": "default", "messages": [{"role": "user", "content": "x"}], '
+                     '"expect": {"type": "text"}}\n{not json}\n')
+    _assert_one_line_error(_cli("eval", cases, "--model", tiny_model), "cases.jsonl:2")
+
+
+def test_cli_refuses_a_tampered_build(tiny_model, tmp_path):
+    build = export_build("rpi4", model_dir=tiny_model, quants="q8_0", out_dir=tmp_path / "b")
+    (build / "model-q8_0.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    _assert_one_line_error(_cli("run", build, "hi"), "model-q8_0.gguf", "checksum does not match")
+
+
+@pytest.mark.skipif(not (default_model_dir() / "model.safetensors").is_file(), reason="no built-in model yet")
+def test_default_model_end_to_end(tmp_path):
+    """The README's main job: export the built-in model for the Pi 4 and ask for the weather."""
+    build = tmp_path / "rpi4"
+    result = _cli("export", "--device", "rpi4", "--out", build)
+    assert result.returncode == 0, result.stderr
+    result = _cli("run", build, "明天上海会下雨吗？", "--json")
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["calls"] == [{"name": "get_weather", "arguments": {"city": "上海", "date": "tomorrow"}}]
+    assert reply["problems"] == []
