@@ -15,6 +15,7 @@ DEFAULT_RATIOS = {
     "multi_turn": 0.10,
     "error_correction": 0.04,
     "ambiguous": 0.02,
+    "echo": 0.08,
 }
 
 
@@ -36,6 +37,9 @@ class DataConfig:
     # Mark the deliberately wrong call in error_correction samples with "weight": 0 (OpenAI
     # fine-tuning convention) so a trainer that honors it does not learn the mistake.
     weight_zero_mistakes: bool = True
+    # Share of one-turn call samples whose copied values are swapped for never-seen ones
+    # (see novel_values.py): forces copying from the user's words over recalling a value pool.
+    novel_value_share: float = 0.3
 
     def normalized_ratios(self) -> dict[str, float]:
         from fnedge.errors import FnedgeError

@@ -22,6 +22,7 @@ from fnedge.catalog import Catalog, load_catalog
 from fnedge.data.config import DataConfig
 from fnedge.data.hints import HintSet, load_hints
 from fnedge.data.kinds import KINDS, Context
+from fnedge.data.novel_values import with_novel_values
 from fnedge.data.plan import DataWarning, build_plans
 from fnedge.data.quality import exact_key, near_key, record_problem, rendered_length
 from fnedge.errors import FnedgeError
@@ -144,7 +145,10 @@ def generate_dataset(catalog: Catalog | None = None, n: int = 20000, seed: int =
         warnings.warn(f"{catalog.source}: generated {len(records)} of {n} records", DataWarning, stacklevel=2)
     if n and not records:
         raise FnedgeError(f"{catalog.source}: no samples could be generated")
-    random.Random(seed).shuffle(records)
+    rng = random.Random(seed)
+    rng.shuffle(records)
+    records = [with_novel_values(r, catalog, rng) if rng.random() < config.novel_value_share else r
+               for r in records]
     return [{"id": f"fnedge-{seed}-{i:07d}", **record} for i, record in enumerate(records)]
 
 

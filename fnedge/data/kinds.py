@@ -605,6 +605,27 @@ def ambiguous(ctx: Context) -> Sample | None:
     return sample("ambiguous", utt.lang, tools, template.id, [user(utt.text), say(reply(ctx, options))])
 
 
+def echo(ctx: Context) -> Sample | None:
+    """"Repeat after me": the reply is the user's random words, verbatim, and no call.
+
+    Copying is how every argument gets into a call, and a tiny model learns to copy (induction
+    heads) in a few hundred steps on text it can only continue by copying, but not within our
+    CPU budget from call data alone, where a value prior competes. Random words make copying
+    the only way to lower this loss."""
+    from fnedge.data.novel_values import novel_like
+
+    lang = ctx.rng.choice(["zh", "en", "mix"])
+    size = ctx.rng.randint(2, 8)
+    seeds = ["上海市", "Springfield", "Harbor Lane"] if lang == "mix" else (["北京", "上海市"] if lang == "zh"
+                                                                          else ["Paris", "New Haven"])
+    words = [novel_like(ctx.rng.choice(seeds), ctx.rng) for _ in range(size)]
+    text = ("" if lang == "en" else "").join(w + (" " if lang != "zh" else "") for w in words).strip()
+    ask_forms = {"zh": ["跟我念：{}", "复述一遍：{}", "重复这句话：{}"],
+                 "en": ["Repeat after me: {}", "say exactly this: {}", "echo: {}"],
+                 "mix": ["repeat一下：{}", "跟我说 {}"]}
+    return sample("echo", lang, [], f"echo.{lang}", [user(ctx.rng.choice(ask_forms[lang]).format(text)), say(text)])
+
+
 KINDS: dict[str, Callable[[Context], Sample | None]] = {
     "single_call": single_call,
     "parallel_call": parallel_call,
@@ -615,4 +636,5 @@ KINDS: dict[str, Callable[[Context], Sample | None]] = {
     "multi_turn": multi_turn,
     "error_correction": error_correction,
     "ambiguous": ambiguous,
+    "echo": echo,
 }
