@@ -79,3 +79,20 @@ def test_weight_zero_assistant_turn_is_context_only():
                 {"role": "tool", "tool_call_id": "c1", "content": '{"error": "expected HH:MM"}'}, good]
     learned = [text for text, is_learned in render_segments(messages) if is_learned]
     assert len(learned) == 1 and "07:00" in learned[0]
+
+
+def test_merges_never_cross_cjk_characters_or_word_spaces(tokenizer):
+    from fnedge.train.tokenizer import merge_learning_pre_tokenizer
+
+    model = tokenizer.backend_tokenizer.model
+    finer = merge_learning_pre_tokenizer()
+    texts = [render(c) for c in CONVERSATIONS] + ["宁波后天会不会下雪 in Wellington 350 km？", "  spaced  out\n\nlines "]
+    for text in texts:
+        pieces = [p for p, _ in finer.pre_tokenize_str(text)]
+        finer_ids = [t.id for piece in pieces for t in model.tokenize(piece)] if "<|" not in text else None
+        runtime_ids = tokenizer.encode(text, add_special_tokens=False)
+        if finer_ids is not None:
+            assert runtime_ids == finer_ids
+    city_in_sentence = tokenizer.encode("明天上海会下雨吗", add_special_tokens=False)
+    city_alone = tokenizer.encode("上海", add_special_tokens=False)
+    assert any(city_in_sentence[i:i + len(city_alone)] == city_alone for i in range(len(city_in_sentence)))
