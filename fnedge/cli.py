@@ -104,6 +104,7 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
 ) -> None:
     """Score a build (or a model folder) on evaluation cases; print and optionally save the metrics."""
+    from fnedge.eval.cases import load_cases
     from fnedge.eval.report import format_report
     from fnedge.eval.runner import run_eval
     from fnedge.io import write_json_atomic
@@ -111,9 +112,10 @@ def eval_command(
 
     if (build is None) == (model is None):
         raise FnedgeError("give exactly one of --build or --model")
+    loaded = load_cases(cases)  # a malformed file fails before any model is loaded
     assistant = (Assistant.from_build(build, artifact=artifact, threads=threads) if build
                  else Assistant.from_model_dir(model, threads=threads))
-    summary = run_eval(cases, assistant)
+    summary = run_eval(loaded, assistant)
     typer.echo(format_report(summary))
     if json_out:
         write_json_atomic(json_out, summary)

@@ -35,39 +35,35 @@ def generate(
     from fnedge.data.generate import GenerationReport, generate_dataset, write_jsonl
     from fnedge.data.quality import split_by_template
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            tool_catalog = load_catalog(catalog)
-            report = GenerationReport()
-            with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console, transient=True) as bar:
-                tasks: dict[str, int] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tool_catalog = load_catalog(catalog)
+        report = GenerationReport()
+        with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            tasks: dict[str, int] = {}
 
-                def progress(kind: str, done: int, wanted: int) -> None:
-                    if kind not in tasks:
-                        tasks[kind] = bar.add_task(kind, total=wanted)
-                    bar.update(tasks[kind], completed=done, total=max(wanted, done))
+            def progress(kind: str, done: int, wanted: int) -> None:
+                if kind not in tasks:
+                    tasks[kind] = bar.add_task(kind, total=wanted)
+                bar.update(tasks[kind], completed=done, total=max(wanted, done))
 
-                records = generate_dataset(tool_catalog, n=n, seed=seed, hints=hints, progress=progress,
-                                           report=report)
-        for w in caught:
-            console.print(f"[yellow]warning:[/] {w.message}")
-        if dev_fraction > 0:
-            train, dev = split_by_template(records, dev_fraction, seed)
-            dev_path = out.with_suffix(".dev.jsonl")
-            write_jsonl(train, out)
-            write_jsonl(dev, dev_path)
-            console.print(f"wrote {len(train)} train rows to {out} and {len(dev)} dev rows to {dev_path} "
-                          f"({len(records) - len(train) - len(dev)} rows shared a template or value and were dropped)")
-        else:
-            write_jsonl(records, out)
-            console.print(f"wrote {len(records)} conversations to {out}")
-        dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()))
-        console.print(f"dropped while generating: {dropped or 'none'}")
-    except FnedgeError as e:
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(1) from None
+            records = generate_dataset(tool_catalog, n=n, seed=seed, hints=hints, progress=progress,
+                                       report=report)
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+    if dev_fraction > 0:
+        train, dev = split_by_template(records, dev_fraction, seed)
+        dev_path = out.with_suffix(".dev.jsonl")
+        write_jsonl(train, out)
+        write_jsonl(dev, dev_path)
+        console.print(f"wrote {len(train)} train rows to {out} and {len(dev)} dev rows to {dev_path} "
+                      f"({len(records) - len(train) - len(dev)} rows shared a template or value and were dropped)")
+    else:
+        write_jsonl(records, out)
+        console.print(f"wrote {len(records)} conversations to {out}")
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()))
+    console.print(f"dropped while generating: {dropped or 'none'}")
 
 
 @data_app.command("stats")
@@ -81,12 +77,8 @@ def stats_command(
 
     try:
         result = stats(read_jsonl(file))
-    except FnedgeError as e:
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(1) from None
     except KeyError as e:
-        console.print(f"[red]error:[/] {file}: records lack the field {e}; is it a generated data file?")
-        raise typer.Exit(1) from None
+        raise FnedgeError(f"{file}: records lack the field {e}; is it a generated data file?") from None
     if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from transformers import LlamaForCausalLM
+from transformers.utils import logging as transformers_logging
 
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
@@ -21,6 +22,7 @@ class TorchBackend:
                 raise FnedgeError(f"{model_dir}: not a model folder (missing {needed})")
         if n_threads:
             torch.set_num_threads(n_threads)
+        transformers_logging.disable_progress_bar()  # stdout/stderr stay ours
         self.tokenizer = load_tokenizer(model_dir)
         self.model = LlamaForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
 
