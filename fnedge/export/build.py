@@ -148,12 +148,19 @@ def _manifest(device: DeviceProfile, model_dir: Path, record: dict[str, Any],
             "catalog_sha256": record.get("catalog_sha256"),
             "generalist": bool(record.get("generalist", False)),
         },
-        "runtime": {"threads": device.threads, "context_length": device.context_length,
+        # The device's context, but never past the positions the model was trained for.
+        "runtime": {"threads": device.threads,
+                    "context_length": min(device.context_length, _trained_positions(model_dir)),
                     "latency_budget_ms": device.latency_budget_ms},
         "tools_versions": {"fnedge": __version__, "gguf": _version("gguf"), "torch": _version("torch")},
         "artifacts": artifacts,
         "files": files,
     }
+
+
+def _trained_positions(model_dir: Path) -> int:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("max_position_embeddings", 1 << 30))
 
 
 def _version(package: str) -> str | None:
