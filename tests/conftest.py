@@ -24,3 +24,21 @@ def tiny_model(tmp_path_factory) -> Path:
     """A trained (barely) fc-nano model folder shared by the export and runtime tests."""
     from fnedge.train.trainer import train
     return train(tiny_config(), tmp_path_factory.mktemp("tiny-run"))
+
+
+def make_model(directory: Path, tokenizer, config) :
+    """A seeded random Llama whose logits are well spread (no near-ties for greedy decoding)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim == 2:
+                param.normal_(0.0, 0.25 if "embed" in name else 0.08)
+            else:
+                param.uniform_(0.8, 1.2)  # norms: not all ones, so a swapped norm would show
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return model

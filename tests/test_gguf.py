@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 from fnedge.chat_format import CHAT_TEMPLATE, SPECIAL_TOKENS, render  # noqa: E402
 from fnedge.errors import FnedgeError  # noqa: E402
 from fnedge.export.gguf_writer import write_gguf  # noqa: E402
+from conftest import make_model  # noqa: E402
 
 try:
     import llama_cpp
@@ -99,23 +100,6 @@ def corpus() -> list[str]:
                     {"role": "assistant", "content": f"{city} {n}°C"}]
         texts += [english, chinese, render(messages, tools=TOOLS if rng.random() < 0.3 else None)]
     return texts
-
-
-def make_model(directory: Path, tokenizer, config) -> torch.nn.Module:
-    """A seeded random Llama whose logits are well spread (no near-ties for greedy decoding)."""
-    from transformers import LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.ndim == 2:
-                param.normal_(0.0, 0.25 if "embed" in name else 0.08)
-            else:
-                param.uniform_(0.8, 1.2)  # norms: not all ones, so a swapped norm would show
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return model
 
 
 @pytest.fixture(scope="module", autouse=True)

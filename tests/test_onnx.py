@@ -24,6 +24,7 @@ from fnedge.errors import FnedgeError  # noqa: E402
 from fnedge.export.onnx_export import (cache_names, export_onnx, quantize_onnx,  # noqa: E402
                                        weight_matmuls)
 from fnedge.runtime.onnx_backend import OnnxBackend  # noqa: E402
+from conftest import make_model  # noqa: E402
 
 CITIES = ["上海", "北京", "深圳", "Paris", "London", "Tokyo"]
 SENTENCES = [
@@ -54,23 +55,6 @@ def corpus() -> list[str]:
         texts += [text, render([{"role": "user", "content": text},
                                 {"role": "assistant", "content": f"OK: {text}"}])]
     return texts
-
-
-def make_model(directory: Path, tokenizer, config):
-    """A seeded random Llama whose logits are well spread (no near-ties for greedy decoding)."""
-    from transformers import LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.ndim == 2:
-                param.normal_(0.0, 0.25 if "embed" in name else 0.08)
-            else:
-                param.uniform_(0.8, 1.2)  # norms: not all ones, so a swapped norm would show
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return model
 
 
 @pytest.fixture(scope="module")
