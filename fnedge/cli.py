@@ -74,11 +74,13 @@ def run(
     artifact: Optional[str] = typer.Option(None, help="Artifact file in the build (default: primary)."),
     threads: Optional[int] = typer.Option(None, help="Threads (default: the device's, capped at this machine's cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the reply as JSON."),
+    grammar: bool = typer.Option(True, "--grammar/--no-grammar",
+                                 help="Decode calls under the catalog's call grammar (default on)."),
 ) -> None:
     """Answer one request: print the validated tool calls and the text reply."""
     from fnedge.runtime.engine import Assistant
 
-    assistant = Assistant.from_build(build, artifact=artifact, threads=threads)
+    assistant = Assistant.from_build(build, artifact=artifact, threads=threads, constrained=grammar)
     reply = assistant.respond([{"role": "user", "content": text}])
     if as_json:
         typer.echo(json.dumps({"text": reply.turn.text, "calls": reply.turn.calls, "problems": reply.problems,
@@ -102,6 +104,8 @@ def eval_command(
     artifact: Optional[str] = typer.Option(None, help="Artifact of the build (default: primary)."),
     threads: Optional[int] = typer.Option(None, help="Threads."),
     json_out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
+    grammar: bool = typer.Option(True, "--grammar/--no-grammar",
+                                 help="Decode calls under the catalog's call grammar (default on)."),
 ) -> None:
     """Score a build (or a model folder) on evaluation cases; print and optionally save the metrics."""
     from fnedge.eval.cases import load_cases

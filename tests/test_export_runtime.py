@@ -126,10 +126,8 @@ def test_default_model_end_to_end(tmp_path):
     assert reply["problems"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="the default model does not yet copy argument values from the "
-                                       "request (dev argument match 2%); see issue 3")
 @pytest.mark.skipif(not (default_model_dir() / "model.safetensors").is_file(), reason="no built-in model yet")
-def test_default_model_copies_the_city(tmp_path):
+def test_default_model_copies_the_city_under_the_call_grammar(tmp_path):
     build = tmp_path / "rpi4"
     assert _cli("export", "--device", "rpi4", "--out", build).returncode == 0
     reply = json.loads(_cli("run", build, "明天上海会下雨吗？", "--json").stdout)

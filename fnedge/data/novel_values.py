@@ -60,10 +60,14 @@ def with_novel_values(record: dict[str, Any], catalog: Catalog, rng: random.Rand
         return record
     text, written = messages[0]["content"], messages[1].get("content") or ""
     new_calls = []
+    replaced: dict[str, str] = {}  # a value shared by two calls ("… in French and German") changes in both
     for call in messages[1]["tool_calls"]:
         arguments = json.loads(call["function"]["arguments"])
         properties = catalog[call["function"]["name"]].properties
         for key, value in arguments.items():
+            if isinstance(value, str) and value in replaced:
+                arguments[key] = replaced[value]
+                continue
             if not (isinstance(value, str) and _COPYABLE.match(value) and text.count(value) == 1
                     and _free_string(properties.get(key, {}), value)):
                 continue
@@ -72,6 +76,7 @@ def with_novel_values(record: dict[str, Any], catalog: Catalog, rng: random.Rand
                 text = text.replace(value, replacement)
                 written = written.replace(value, replacement)  # a deferred text may name it too
                 arguments[key] = replacement
+                replaced[value] = replacement
         new_calls.append({**call, "function": {**call["function"],
                                                 "arguments": json.dumps(arguments, ensure_ascii=False)}})
     user = {**messages[0], "content": text}

@@ -13,10 +13,11 @@ from fnedge.chat_format import AssistantTurn, dump_arguments, parse_assistant, r
 from fnedge.errors import FnedgeError
 from fnedge.runtime.build import Build, load_build
 from fnedge.runtime.generation import Generation
+from fnedge.runtime.guide import CallGuide, GuideFactory
 
 
 class Backend(Protocol):
-    def generate(self, prompt: str, max_tokens: int = 256) -> Generation: ...
+    def generate(self, prompt: str, max_tokens: int = 256, guide: CallGuide | None = None) -> Generation: ...
 
 
 @dataclass
@@ -31,18 +32,22 @@ class Reply:
 
 
 class Assistant:
-    """A model plus the catalog it was trained for."""
+    """A model plus the catalog it was trained for.
+
+    With a `guides` factory (the default from a build or model folder), every call the model
+    writes is decoded under the catalog's call grammar; `constrained=False` turns that off."""
 
     def __init__(self, backend: Backend, catalog: Catalog, generalist: bool = False,
-                 max_tokens: int = 256) -> None:
+                 max_tokens: int = 256, guides: GuideFactory | None = None) -> None:
         self.backend = backend
         self.catalog = catalog
         self.generalist = generalist
         self.max_tokens = max_tokens
+        self.guides = guides
 
     @classmethod
     def from_build(cls, build_dir: str | Path, artifact: str | None = None,
-                   threads: int | None = None) -> "Assistant":
+                   threads: int | None = None, constrained: bool = True) -> "Assistant":
         build = load_build(build_dir)
         chosen = build.artifact(artifact)
         n_threads = threads or default_threads(build)
@@ -53,17 +58,20 @@ class Assistant:
         else:
             from fnedge.runtime.llama_backend import LlamaBackend
             backend = LlamaBackend(build.path(chosen["file"]), n_threads=n_threads, n_ctx=build.context_length)
-        return cls(backend, build.catalog, generalist=build.generalist)
+        guides = GuideFactory(build.root) if constrained else None
+        return cls(backend, build.catalog, generalist=build.generalist, guides=guides)
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path, threads: int | None = None) -> "Assistant":
+    def from_model_dir(cls, model_dir: str | Path, threads: int | None = None,
+                       constrained: bool = True) -> "Assistant":
         from fnedge.runtime.torch_backend import TorchBackend
 
         model_dir = Path(model_dir)
         meta_path = model_dir / "fnedge.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         backend = TorchBackend(model_dir, n_threads=threads)
-        return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)))
+        guides = GuideFactory(model_dir) if constrained else None
+        return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)), guides=guides)
 
     def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         # Schemas go into the prompt only for a generalist model; the default model knows its
@@ -72,15 +80,20 @@ class Assistant:
                       add_generation_prompt=True)
 
     def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Reply:
-        generation = self.backend.generate(self.prompt(messages, tools), self.max_tokens)
-        turn = parse_assistant(generation.text)
         catalog = self.catalog
         if tools is not None and self.generalist:
             from fnedge.catalog import parse_catalog
             catalog = parse_catalog(tools, source="request tools")
+        guide = self.guides.guide(catalog, _user_texts(messages)) if self.guides else None
+        generation = self.backend.generate(self.prompt(messages, tools), self.max_tokens, guide)
+        turn = parse_assistant(generation.text)
         problems = [p for p in (call_problem(c, catalog) for c in turn.calls) if p]
         problems += [f"malformed call: {m[:60]}" for m in turn.malformed]
         return Reply(turn=turn, problems=problems, generation=generation)
+
+
+def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
 
 
 def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,11 +1,23 @@
-"""What every backend's greedy generation returns, and the timing loop they share."""
+"""The one greedy decoding loop every backend shares, and what it returns.
+
+A backend only knows how to run tokens through its model (`prefill` a prompt, `extend` it by
+some tokens) and returns the logits of the last position; choosing tokens, the grammar guide,
+forced tokens, the stop token and the timing live here, once.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from fnedge.errors import FnedgeError
+
+if TYPE_CHECKING:
+    from fnedge.runtime.guide import CallGuide
 
 
 @dataclass
@@ -15,24 +27,62 @@ class Generation:
     prompt_tokens: int
     ttft_ms: float
     total_ms: float
+    forced_tokens: int = 0  # tokens the call grammar appended without a decode step of their own
 
 
-class TokenStreamer(Protocol):
+class StepModel(Protocol):
+    eos_id: int
+    n_ctx: int
+
     def tokenize(self, text: str) -> list[int]: ...
-    def stream(self, prompt_tokens: list[int], max_tokens: int) -> Iterator[int]: ...
     def decode(self, tokens: list[int]) -> str: ...
+    def prefill(self, tokens: list[int]) -> np.ndarray: ...  # fresh state; last position's logits
+    def extend(self, tokens: list[int]) -> np.ndarray: ...   # append to the state; last logits
 
 
-def timed_generation(backend: TokenStreamer, prompt: str, max_tokens: int) -> Generation:
-    """Run a backend's token stream to the end, timing the first token and the whole reply."""
+def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
+                  guide: CallGuide | None = None) -> Iterator[int]:
+    """Yield greedily chosen tokens until the stop token or the budget.
+
+    With a guide, tokens inside a call follow the call grammar, and the tokens it forces are
+    evaluated together in one `extend` (a batched step instead of one step per token)."""
+    if not prompt_tokens:
+        raise FnedgeError("empty prompt: the model needs at least one token to continue")
+    budget = min(max_tokens, model.n_ctx - len(prompt_tokens))
+    if budget <= 0:
+        raise FnedgeError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {model.n_ctx}")
+    logits = model.prefill(prompt_tokens)
+    produced = 0
+    while produced < budget:
+        forced = guide.forced()[: budget - produced] if guide else []
+        step = forced or [_choose(logits, guide)]
+        if step[0] == model.eos_id:
+            return
+        for token in step:
+            if guide:
+                guide.observe(token)
+            yield token
+        produced += len(step)
+        if produced < budget:  # the last token's logits would never be read
+            logits = model.extend(step)
+
+
+def _choose(logits: np.ndarray, guide: CallGuide | None) -> int:
+    return int(np.argmax(guide.mask(logits) if guide else logits))
+
+
+def timed_generation(model: StepModel, prompt: str, max_tokens: int,
+                     guide: CallGuide | None = None) -> Generation:
+    """Run the loop to the end, timing the first token and the whole reply."""
     started = time.perf_counter()
-    prompt_tokens = backend.tokenize(prompt)
+    prompt_tokens = model.tokenize(prompt)
     tokens: list[int] = []
     ttft = 0.0
-    for token in backend.stream(prompt_tokens, max_tokens):
+    for token in stream_tokens(model, prompt_tokens, max_tokens, guide):
         if not tokens:
             ttft = (time.perf_counter() - started) * 1000
         tokens.append(token)
     total = (time.perf_counter() - started) * 1000
-    return Generation(text=backend.decode(tokens), tokens=tokens, prompt_tokens=len(prompt_tokens),
-                      ttft_ms=ttft or total, total_ms=total)
+    return Generation(text=model.decode(tokens), tokens=tokens, prompt_tokens=len(prompt_tokens),
+                      ttft_ms=ttft or total, total_ms=total,
+                      forced_tokens=guide.forced_count if guide else 0)

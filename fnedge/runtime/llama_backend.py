@@ -1,13 +1,13 @@
 """Greedy generation on a GGUF through llama-cpp-python, with our own token loop.
 
-We drive `eval` token by token instead of `create_completion`: with a byte-level vocab the
-latter can run past `max_tokens` while a UTF-8 character is incomplete, and we want to stop
-exactly at `<|im_end|>` and measure time to first token.
+We drive `eval` ourselves (the shared loop in `generation.py`) instead of `create_completion`:
+with a byte-level vocab the latter can run past `max_tokens` while a UTF-8 character is
+incomplete, and our loop stops exactly at `<|im_end|>`, applies the call grammar and batches
+the tokens it forces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from fnedge.chat_format import IM_END
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
+from fnedge.runtime.guide import CallGuide
 
 GGML_TYPE_F32 = 0
 
@@ -40,25 +41,17 @@ class LlamaBackend:
     def detokenize(self, tokens: list[int]) -> bytes:
         return self.llm.detokenize(tokens, special=True)
 
-    def stream(self, prompt_tokens: list[int], max_tokens: int) -> Iterator[int]:
-        """Yield greedily chosen token ids until <|im_end|> or the token limit."""
-        budget = min(max_tokens, self.n_ctx - len(prompt_tokens))
-        if budget <= 0:
-            raise FnedgeError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {self.n_ctx}")
+    def prefill(self, tokens: list[int]) -> np.ndarray:
         self.llm.reset()
-        self.llm.eval(prompt_tokens)
-        for _ in range(budget):
-            token = int(np.argmax(self._last_logits()))
-            if token == self.eos_id:
-                return
-            yield token
-            self.llm.eval([token])
+        return self.extend(tokens)
+
+    def extend(self, tokens: list[int]) -> np.ndarray:
+        self.llm.eval(tokens)
+        return self._last_logits().copy()
 
     def prompt_logits(self, prompt_tokens: list[int]) -> np.ndarray:
         """Next-token logits after the prompt (for parity checks against torch)."""
-        self.llm.reset()
-        self.llm.eval(prompt_tokens)
-        return self._last_logits().copy()
+        return self.prefill(prompt_tokens)
 
     def _last_logits(self) -> np.ndarray:
         # Read llama.cpp's logits of the last evaluated token directly: without logits_all,
@@ -72,5 +65,5 @@ class LlamaBackend:
         # An incomplete UTF-8 tail (cut by the token limit) is dropped, never a crash.
         return self.detokenize(tokens).decode("utf-8", errors="ignore")
 
-    def generate(self, prompt: str, max_tokens: int = 256) -> Generation:
-        return timed_generation(self, prompt, max_tokens)
+    def generate(self, prompt: str, max_tokens: int = 256, guide: CallGuide | None = None) -> Generation:
+        return timed_generation(self, prompt, max_tokens, guide)

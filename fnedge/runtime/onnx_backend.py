@@ -7,7 +7,6 @@ costs the same whatever the prompt length. Same interface as `LlamaBackend`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from fnedge.chat_format import IM_END
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
+from fnedge.runtime.guide import CallGuide
 from fnedge.train.tokenizer import load_tokenizer
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -71,6 +71,7 @@ class OnnxBackend:
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.n_ctx = n_ctx
         self.eos_id = self.tokenizer.convert_tokens_to_ids(IM_END)
+        self._cache: list[np.ndarray] = self.cache.empty()
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -87,22 +88,13 @@ class OnnxBackend:
         logits, *present = self.session.run(["logits", *self.cache.present_names], feed)
         return logits[0, -1], present
 
-    def stream(self, prompt_tokens: list[int], max_tokens: int) -> Iterator[int]:
-        """Yield greedily chosen token ids until <|im_end|> or the token limit."""
-        if not prompt_tokens:
-            raise FnedgeError("empty prompt: the model needs at least one token to continue")
-        budget = min(max_tokens, self.n_ctx - len(prompt_tokens))
-        if budget <= 0:
-            raise FnedgeError(f"prompt of {len(prompt_tokens)} tokens does not fit "
-                              f"the context of {self.n_ctx}")
-        logits, cache = self.forward(prompt_tokens, self.cache.empty())
-        for step in range(budget):
-            token = int(np.argmax(logits))
-            if token == self.eos_id:
-                return
-            yield token
-            if step + 1 < budget:  # the last token's logits would never be read
-                logits, cache = self.forward([token], cache)
+    def prefill(self, tokens: list[int]) -> np.ndarray:
+        logits, self._cache = self.forward(tokens, self.cache.empty())
+        return logits
+
+    def extend(self, tokens: list[int]) -> np.ndarray:
+        logits, self._cache = self.forward(tokens, self._cache)
+        return logits
 
     def prompt_logits(self, prompt_tokens: list[int]) -> np.ndarray:
         return self.forward(prompt_tokens, self.cache.empty())[0]
@@ -111,5 +103,5 @@ class OnnxBackend:
         # A UTF-8 character cut by the token limit decodes to U+FFFD; drop it as LlamaBackend does.
         return self.detokenize(tokens).rstrip("\ufffd")
 
-    def generate(self, prompt: str, max_tokens: int = 256) -> Generation:
-        return timed_generation(self, prompt, max_tokens)
+    def generate(self, prompt: str, max_tokens: int = 256, guide: CallGuide | None = None) -> Generation:
+        return timed_generation(self, prompt, max_tokens, guide)

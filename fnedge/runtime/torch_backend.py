@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import LlamaForCausalLM
 from transformers.utils import logging as transformers_logging
 
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
+from fnedge.runtime.guide import CallGuide
 from fnedge.train.tokenizer import load_tokenizer
 
 
@@ -25,6 +26,9 @@ class TorchBackend:
         transformers_logging.disable_progress_bar()  # stdout/stderr stay ours
         self.tokenizer = load_tokenizer(model_dir)
         self.model = LlamaForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        self.eos_id = self.tokenizer.eos_token_id
+        self.n_ctx = self.model.config.max_position_embeddings
+        self._past = None
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -37,17 +41,15 @@ class TorchBackend:
         return self.model(input_ids=torch.tensor([prompt_tokens])).logits[0, -1].numpy()
 
     @torch.no_grad()
-    def stream(self, prompt_tokens: list[int], max_tokens: int) -> Iterator[int]:
-        """Prompt once, then one token a step through the KV cache, until <|im_end|>."""
-        ids, past = torch.tensor([prompt_tokens]), None
-        for _ in range(max_tokens):
-            out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            token = int(out.logits[0, -1].argmax())
-            if token == self.tokenizer.eos_token_id:
-                return
-            yield token
-            ids = torch.tensor([[token]])
+    def prefill(self, tokens: list[int]) -> np.ndarray:
+        self._past = None
+        return self.extend(tokens)
 
-    def generate(self, prompt: str, max_tokens: int = 256) -> Generation:
-        return timed_generation(self, prompt, max_tokens)
+    @torch.no_grad()
+    def extend(self, tokens: list[int]) -> np.ndarray:
+        out = self.model(input_ids=torch.tensor([tokens]), past_key_values=self._past, use_cache=True)
+        self._past = out.past_key_values
+        return out.logits[0, -1].numpy()
+
+    def generate(self, prompt: str, max_tokens: int = 256, guide: CallGuide | None = None) -> Generation:
+        return timed_generation(self, prompt, max_tokens, guide)

@@ -1,0 +1,89 @@
+"""The grammar of one tool call, compiled from a catalog: what may follow `<tool_call>`.
+
+A call is `{"name": NAME, "arguments": {…}}</tool_call>` in exactly the layout training wrote
+(`chat_format.format_call`): the tool name from the catalog, its arguments in schema order,
+required ones present, optional ones optional, every value of its schema type (enums, integer
+bounds through llguidance's `%json`). String arguments whose description says the value is
+taken *as the user wrote it* are also constrained to a non-empty substring of what the user
+said, so a tiny model that has found where the value starts cannot misspell the rest.
+
+The output is llguidance's Lark dialect (https://github.com/guidance-ai/llguidance, docs/syntax.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fnedge.catalog import Catalog, Tool
+
+# Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
+# play, as the user said it": the catalog's own words for an extractive field.
+_COPIED = re.compile(r"\bas (?:the )?user (?:wrote|said|typed|gave) it\b|用户原话|原样", re.IGNORECASE)
+
+
+def is_copied(prop: dict[str, Any]) -> bool:
+    """Whether a property's value must be copied from the user's words."""
+    return prop.get("type") == "string" and "enum" not in prop and bool(_COPIED.search(prop.get("description", "")))
+
+
+def call_grammar(catalog: Catalog, user_texts: Sequence[str], close_token: int) -> str:
+    """Lark grammar for one call to any tool in `catalog`, ended by the token `close_token`.
+
+    `user_texts` are the user's messages of this conversation: copied arguments must be a
+    substring of one of them."""
+    sources = [t for t in dict.fromkeys(user_texts) if t]
+    lines = ["start: (" + " | ".join(f"call_{i}" for i in range(len(catalog.tools))) + f") <[{close_token}]>"]
+    if sources:
+        # A substring of the JSON-escaped text is (but for a cut escape) a valid JSON string body.
+        alternatives = [f'%regex {{"substring_chars": {json.dumps(json.dumps(s, ensure_ascii=False)[1:-1], ensure_ascii=False)}}}'
+                        for s in sources]
+        lines.append("COPIED: (" + " | ".join(alternatives) + ") & /.+/")
+    for index, tool in enumerate(catalog.tools):
+        lines += _tool_rules(tool, f"call_{index}", copy_available=bool(sources))
+    return "\n".join(lines) + "\n"
+
+
+def _tool_rules(tool: Tool, rule: str, copy_available: bool) -> list[str]:
+    head = _literal('{"name": ' + json.dumps(tool.name) + ', "arguments": ')
+    keys = list(tool.properties)
+    if not keys:
+        return [f'{rule}: {head} "{{}}" "}}"']
+    lines: list[str] = []
+    members: list[str] = []
+    for position, key in enumerate(keys):
+        member = f"{rule}_{position}"
+        value = f"{member}_value"
+        lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
+        lines.append(f"{value}: {_value(tool.properties[key], copy_available)}")
+        members.append(member)
+    required = set(tool.required)
+    # Members in schema order; the first one present carries no separator. Each alternative
+    # starts at the first present member k (all before it optional, hence skipped).
+    alternatives = []
+    for k, key in enumerate(keys):
+        if any(keys[j] in required for j in range(k)):
+            break
+        tail = " ".join(f'(", " {members[j]})' + ("" if keys[j] in required else "?") for j in range(k + 1, len(keys)))
+        alternatives.append(f"{members[k]} {tail}".strip())
+    body = " | ".join(alternatives)
+    arguments = f'"{{" ({body}) "}}"' if required else f'"{{" ({body})? "}}"'
+    lines.insert(0, f'{rule}: {head} {arguments} "}}"')
+    return lines
+
+
+def _value(prop: dict[str, Any], copy_available: bool) -> str:
+    if copy_available and is_copied(prop):
+        return '"\\"" COPIED "\\""'
+    schema = {k: v for k, v in prop.items() if k not in ("description", "title", "examples", "default")}
+    if "type" not in schema and "enum" in schema:
+        schema["type"] = "string"
+    # The layout json.dumps writes: ", " between items, ": " after keys, no other whitespace.
+    schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+    return "%json " + json.dumps(schema, ensure_ascii=False)
+
+
+def _literal(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)

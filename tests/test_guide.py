@@ -1,0 +1,130 @@
+"""The call grammar and the decoding guide: every call a guided model writes parses and validates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fnedge.catalog import call_problem, load_catalog, parse_catalog
+from fnedge.chat_format import TOOL_CALL_OPEN, format_call, parse_assistant
+from fnedge.data import generate_dataset
+from fnedge.export.build import default_model_dir
+from fnedge.runtime.call_grammar import call_grammar, is_copied
+from fnedge.runtime.generation import timed_generation
+from fnedge.runtime.guide import GuideFactory
+from fnedge.train.tokenizer import load_tokenizer
+
+pytestmark = pytest.mark.skipif(not (default_model_dir() / "tokenizer.json").is_file(), reason="no built-in model")
+
+
+@pytest.fixture(scope="module")
+def factory() -> GuideFactory:
+    return GuideFactory(default_model_dir())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(default_model_dir())
+
+
+def _accepts(factory: GuideFactory, tokenizer, catalog, user_texts: list[str], name: str, arguments: dict) -> bool:
+    from llguidance import LLMatcher
+
+    grammar = LLMatcher.grammar_from_lark(call_grammar(catalog, user_texts, factory.close_id))
+    matcher = LLMatcher(factory.tokenizer, grammar)
+    ids = tokenizer.encode(format_call(name, arguments)[len(TOOL_CALL_OPEN):], add_special_tokens=False)
+    return matcher.validate_tokens(ids) == len(ids)
+
+
+def test_every_generated_training_call_is_in_the_grammar(factory, tokenizer):
+    catalog = load_catalog(None)
+    records = generate_dataset(catalog, n=300, seed=3)
+    checked = 0
+    for record in records:
+        users = [m["content"] for m in record["messages"] if m["role"] == "user"]
+        for message in record["messages"]:
+            for call in message.get("tool_calls") or []:
+                function = call["function"]
+                arguments = json.loads(function["arguments"])
+                if call_problem({"name": function["name"], "arguments": arguments}, catalog):
+                    continue  # the deliberately wrong first call of an error-correction sample
+                assert _accepts(factory, tokenizer, catalog, users, function["name"], arguments), (users, function)
+                checked += 1
+    assert checked > 150
+
+
+@pytest.mark.parametrize("name, arguments", [
+    ("get_weather", {"date": "tomorrow"}),                      # required city missing
+    ("get_weather", {"city": "广州", "date": "tomorrow"}),       # not what the user wrote
+    ("get_weather", {"city": "", "date": "tomorrow"}),           # empty copy
+    ("get_weather", {"date": "tomorrow", "city": "上海"}),       # not in schema order
+    ("search_hotels", {"city": "上海", "nights": 2.5}),          # integer expected
+    ("search_hotels", {"city": "上海", "nights": 0}),            # below the minimum of 1
+    ("translate", {"text": "上海", "target_lang": "xx"}),        # not in the enum
+    ("get_weather", {"city": "上海", "when": "now"}),            # unknown argument
+    ("get_forecast", {"city": "上海"}),                          # unknown tool
+])
+def test_invalid_calls_are_outside_the_grammar(factory, tokenizer, name, arguments):
+    catalog = load_catalog(None)
+    assert not _accepts(factory, tokenizer, catalog, ["明天上海会下雨吗？"], name, arguments)
+    assert _accepts(factory, tokenizer, catalog, ["明天上海会下雨吗？"], "get_weather", {"city": "上海", "date": "tomorrow"})
+
+
+def test_copied_fields_come_from_the_catalogs_descriptions():
+    catalog = load_catalog(None)
+    copied = {(t.name, key) for t in catalog.tools for key, prop in t.properties.items() if is_copied(prop)}
+    assert ("get_weather", "city") in copied and ("send_message", "to") in copied
+    assert ("save_file", "content") not in copied and ("get_weather", "date") not in copied
+
+
+class RandomLogits:
+    """A stand-in for any model, however bad: random logits, with the call marker pushed first."""
+
+    def __init__(self, tokenizer, seed: int) -> None:
+        self.tokenizer = tokenizer
+        self.rng = np.random.default_rng(seed)
+        self.eos_id = tokenizer.eos_token_id
+        self.n_ctx = 4096
+        self.open_id = tokenizer.convert_tokens_to_ids(TOOL_CALL_OPEN)
+        self.steps = 0
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, tokens):
+        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+    def prefill(self, tokens):
+        self.steps = 0
+        return self._logits()
+
+    def extend(self, tokens):
+        self.steps += 1
+        return self._logits()
+
+    def _logits(self):
+        logits = self.rng.normal(0, 3, len(self.tokenizer)).astype(np.float32)
+        if self.steps == 0:
+            logits[self.open_id] = 100.0
+        return logits
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_random_model_under_the_guide_writes_only_valid_calls(factory, tokenizer, seed):
+    tools = [{"type": "function", "function": {"name": "set_lamp", "parameters": {
+        "type": "object", "required": ["room", "level"],
+        "properties": {"room": {"type": "string", "description": "Room as the user wrote it"},
+                       "level": {"type": "integer", "minimum": 0, "maximum": 100},
+                       "color": {"type": "string", "enum": ["warm", "cold"]},
+                       "tags": {"type": "array", "items": {"type": "boolean"}}}}}}]
+    catalog = parse_catalog(tools)
+    guide = factory.guide(catalog, ["把书房的灯调到30"])
+    generation = timed_generation(RandomLogits(tokenizer, seed), "hi", max_tokens=200, guide=guide)
+    turn = parse_assistant(generation.text)
+    assert turn.calls, generation.text
+    call = turn.calls[0]
+    assert call_problem(call, catalog) is None
+    assert call["arguments"]["room"] in "把书房的灯调到30"
+    assert generation.forced_tokens > 0  # the scaffolding after the name was not sampled
