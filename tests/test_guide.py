@@ -29,10 +29,10 @@ def tokenizer():
     return load_tokenizer(default_model_dir())
 
 
-def _accepts(factory: GuideFactory, tokenizer, catalog, user_texts: list[str], name: str, arguments: dict) -> bool:
+def _accepts(factory: GuideFactory, tokenizer, catalog, sources: list[str], name: str, arguments: dict) -> bool:
     from llguidance import LLMatcher
 
-    grammar = LLMatcher.grammar_from_lark(call_grammar(catalog, user_texts, factory.close_id))
+    grammar = LLMatcher.grammar_from_lark(call_grammar(catalog, sources, factory.close_id))
     matcher = LLMatcher(factory.tokenizer, grammar)
     ids = tokenizer.encode(format_call(name, arguments)[len(TOOL_CALL_OPEN):], add_special_tokens=False)
     return matcher.validate_tokens(ids) == len(ids)
@@ -43,7 +43,7 @@ def test_every_generated_training_call_is_in_the_grammar(factory, tokenizer):
     records = generate_dataset(catalog, n=300, seed=3)
     checked = 0
     for record in records:
-        users = [m["content"] for m in record["messages"] if m["role"] == "user"]
+        users = [m["content"] for m in record["messages"] if m["role"] in ("user", "tool")]
         for message in record["messages"]:
             for call in message.get("tool_calls") or []:
                 function = call["function"]
@@ -76,6 +76,7 @@ def test_copied_fields_come_from_the_catalogs_descriptions():
     catalog = load_catalog(None)
     copied = {(t.name, key) for t in catalog.tools for key, prop in t.properties.items() if is_copied(prop)}
     assert ("get_weather", "city") in copied and ("send_message", "to") in copied
+    assert ("book_hotel", "hotel_id") in copied  # "The id from a search_hotels result"
     assert ("save_file", "content") not in copied and ("get_weather", "date") not in copied
 
 

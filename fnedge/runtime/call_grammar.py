@@ -5,7 +5,7 @@ A call is `{"name": NAME, "arguments": {…}}</tool_call>` in exactly the layout
 required ones present, optional ones optional, every value of its schema type (enums, integer
 bounds through llguidance's `%json`). String arguments whose description says the value is
 taken *as the user wrote it* are also constrained to a non-empty substring of what the user
-said, so a tiny model that has found where the value starts cannot misspell the rest.
+said (or, for ids, the tool result they come from), so a tiny model that has found where the value starts cannot misspell the rest.
 
 The output is llguidance's Lark dialect (https://github.com/guidance-ai/llguidance, docs/syntax.md).
 """
@@ -20,21 +20,23 @@ from typing import Any
 from fnedge.catalog import Catalog, Tool
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
-# play, as the user said it": the catalog's own words for an extractive field.
-_COPIED = re.compile(r"\bas (?:the )?user (?:wrote|said|typed|gave) it\b|用户原话|原样", re.IGNORECASE)
+# play, as the user said it", "The id from a search_hotels result": the catalog's own words for
+# a value that is copied from the conversation.
+_COPIED = re.compile(r"\bas (?:the )?user (?:wrote|said|typed|gave) it\b|\bfrom (?:a|the) \w+ result\b"
+                     r"|用户原话|原样", re.IGNORECASE)
 
 
 def is_copied(prop: dict[str, Any]) -> bool:
-    """Whether a property's value must be copied from the user's words."""
+    """Whether a property's value must be copied from the conversation (the user's words or a tool result)."""
     return prop.get("type") == "string" and "enum" not in prop and bool(_COPIED.search(prop.get("description", "")))
 
 
-def call_grammar(catalog: Catalog, user_texts: Sequence[str], close_token: int) -> str:
+def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int) -> str:
     """Lark grammar for one call to any tool in `catalog`, ended by the token `close_token`.
 
-    `user_texts` are the user's messages of this conversation: copied arguments must be a
-    substring of one of them."""
-    sources = [t for t in dict.fromkeys(user_texts) if t]
+    `sources` are the user's messages and tool results of this conversation: copied arguments
+    must be a substring of one of them."""
+    sources = [t for t in dict.fromkeys(sources) if t]
     lines = ["start: (" + " | ".join(f"call_{i}" for i in range(len(catalog.tools))) + f") <[{close_token}]>"]
     if sources:
         # A substring of the JSON-escaped text is (but for a cut escape) a valid JSON string body.

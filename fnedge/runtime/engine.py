@@ -84,7 +84,7 @@ class Assistant:
         if tools is not None and self.generalist:
             from fnedge.catalog import parse_catalog
             catalog = parse_catalog(tools, source="request tools")
-        guide = self.guides.guide(catalog, _user_texts(messages)) if self.guides else None
+        guide = self.guides.guide(catalog, _copy_sources(messages)) if self.guides else None
         generation = self.backend.generate(self.prompt(messages, tools), self.max_tokens, guide)
         turn = parse_assistant(generation.text)
         problems = [p for p in (call_problem(c, catalog) for c in turn.calls) if p]
@@ -92,8 +92,9 @@ class Assistant:
         return Reply(turn=turn, problems=problems, generation=generation)
 
 
-def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
-    return [m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+def _copy_sources(messages: list[dict[str, Any]]) -> list[str]:
+    """What copied arguments may quote: the user's messages and the tool results."""
+    return [m["content"] for m in messages if m.get("role") in ("user", "tool") and isinstance(m.get("content"), str)]
 
 
 def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

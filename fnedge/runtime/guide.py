@@ -41,8 +41,8 @@ class GuideFactory:
         self.vocab_size = len(hf_tokenizer)
         self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer)
 
-    def guide(self, catalog: Catalog, user_texts: Sequence[str]) -> "CallGuide":
-        return CallGuide(self, call_grammar(catalog, user_texts, self.close_id))
+    def guide(self, catalog: Catalog, sources: Sequence[str]) -> "CallGuide":
+        return CallGuide(self, call_grammar(catalog, sources, self.close_id))
 
 
 class CallGuide:
