@@ -76,11 +76,17 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the reply as JSON."),
     grammar: bool = typer.Option(True, "--grammar/--no-grammar",
                                  help="Decode calls under the catalog's call grammar (default on)."),
+    execute: bool = typer.Option(False, "--execute", help="Stream the reply and run the calls with the built-in "
+                                 "executors (save_file, calculate, convert_units), feeding results back."),
+    workspace: Path = typer.Option(Path("workspace"), help="Folder save_file writes into (with --execute)."),
 ) -> None:
     """Answer one request: print the validated tool calls and the text reply."""
     from fnedge.runtime.engine import Assistant
 
     assistant = Assistant.from_build(build, artifact=artifact, threads=threads, constrained=grammar)
+    if execute:
+        _run_and_execute(assistant, text, workspace)
+        return
     reply = assistant.respond([{"role": "user", "content": text}])
     if as_json:
         typer.echo(json.dumps({"text": reply.turn.text, "calls": reply.turn.calls, "problems": reply.problems,
@@ -94,6 +100,30 @@ def run(
     for problem in reply.problems:
         typer.echo(f"! invalid call: {problem}", err=True)
     typer.echo(f"({reply.latency_ms:.0f} ms)", err=True)
+
+
+def _run_and_execute(assistant, text: str, workspace: Path) -> None:
+    from fnedge.runtime.builtin_tools import builtin_executors
+    from fnedge.runtime.stream_parser import CallEnd, TextDelta
+    from fnedge.runtime.tools import run_conversation
+
+    def show(event) -> None:
+        if isinstance(event, TextDelta):
+            typer.echo(event.text, nl=False)
+        elif isinstance(event, CallEnd):
+            args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in event.call["arguments"].items())
+            typer.echo(f"\n→ {event.call['name']}({args})")
+
+    _, turns = run_conversation(assistant, [{"role": "user", "content": text}], builtin_executors(workspace),
+                                on_event=show)
+    typer.echo("")
+    for turn in turns:
+        for outcome in turn.outcomes:
+            when = (f"dispatched at {outcome.dispatched_ms:.0f} ms ({outcome.timing})"
+                    if outcome.dispatched_ms is not None else outcome.timing)
+            result = json.dumps(outcome.result, ensure_ascii=False) if outcome.error is None else outcome.error
+            typer.echo(f"  {outcome.call['name']}: {when}: {result}", err=True)
+        typer.echo(f"({turn.total_ms:.0f} ms)", err=True)
 
 
 @app.command("eval")

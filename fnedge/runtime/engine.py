@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,11 +13,12 @@ from fnedge.catalog import Catalog, call_problem, load_catalog
 from fnedge.chat_format import AssistantTurn, dump_arguments, parse_assistant, render
 from fnedge.errors import FnedgeError
 from fnedge.runtime.build import Build, load_build
-from fnedge.runtime.generation import Generation
+from fnedge.runtime.generation import Generation, StepModel, stream_tokens
 from fnedge.runtime.guide import CallGuide, GuideFactory
+from fnedge.runtime.stream_parser import Event, ToolCallStreamParser
 
 
-class Backend(Protocol):
+class Backend(StepModel, Protocol):
     def generate(self, prompt: str, max_tokens: int = 256, guide: CallGuide | None = None) -> Generation: ...
 
 
@@ -80,16 +82,34 @@ class Assistant:
                       add_generation_prompt=True)
 
     def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Reply:
-        catalog = self.catalog
-        if tools is not None and self.generalist:
-            from fnedge.catalog import parse_catalog
-            catalog = parse_catalog(tools, source="request tools")
-        guide = self.guides.guide(catalog, _copy_sources(messages)) if self.guides else None
-        generation = self.backend.generate(self.prompt(messages, tools), self.max_tokens, guide)
+        """The whole reply at once, parsed and validated."""
+        catalog, guide, prompt = self._prepare(messages, tools)
+        generation = self.backend.generate(prompt, self.max_tokens, guide)
         turn = parse_assistant(generation.text)
         problems = [p for p in (call_problem(c, catalog) for c in turn.calls) if p]
         problems += [f"malformed call: {m[:60]}" for m in turn.malformed]
         return Reply(turn=turn, problems=problems, generation=generation)
+
+    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Iterator[Event]:
+        """The reply as events while it is generated: text deltas, and for each call its start,
+        each argument as it completes, and its end (`{{text}}` references not yet resolved)."""
+        catalog, guide, prompt = self._prepare(messages, tools)
+        parser = ToolCallStreamParser()
+        for token in stream_tokens(self.backend, self.backend.tokenize(prompt), self.max_tokens, guide):
+            yield from parser.feed(self.backend.token_bytes(token))
+        yield from parser.close()
+
+    def catalog_for(self, tools: list[dict[str, Any]] | None) -> Catalog:
+        """The tools a request may call: its own for a generalist model, else the trained catalog."""
+        if tools is not None and self.generalist:
+            from fnedge.catalog import parse_catalog
+            return parse_catalog(tools, source="request tools")
+        return self.catalog
+
+    def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None):
+        catalog = self.catalog_for(tools)
+        guide = self.guides.guide(catalog, _copy_sources(messages)) if self.guides else None
+        return catalog, guide, self.prompt(messages, tools)
 
 
 def _copy_sources(messages: list[dict[str, Any]]) -> list[str]:

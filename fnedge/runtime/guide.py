@@ -39,6 +39,10 @@ class GuideFactory:
         if self.open_id is None or self.close_id is None or self.open_id == hf_tokenizer.unk_token_id:
             raise FnedgeError(f"{tokenizer_dir}: the tokenizer lacks the {TOOL_CALL_OPEN} markers")
         self.vocab_size = len(hf_tokenizer)
+        # Outside a call, prose may end the turn or open a call, but no other marker belongs
+        # there (a stray </tool_call> or <|im_start|> in the text is always a model error).
+        markers = [t for t in hf_tokenizer.all_special_ids if t not in (self.open_id, hf_tokenizer.eos_token_id)]
+        self.prose_forbidden = np.array(sorted(markers), dtype=np.int64)
         self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer)
 
     def guide(self, catalog: Catalog, sources: Sequence[str]) -> "CallGuide":
@@ -79,8 +83,11 @@ class CallGuide:
         return tokens
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
-        """The logits with every token the grammar forbids set to -inf (unchanged outside a call)."""
+        """The logits with every token the grammar forbids set to -inf (outside a call: the
+        markers that cannot appear in prose)."""
         if not self.active:
+            logits = logits.copy()
+            logits[self.factory.prose_forbidden] = -np.inf
             return logits
         bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
         allowed = bits[: logits.shape[-1]].astype(bool)

@@ -38,6 +38,9 @@ class LlamaBackend:
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    def token_bytes(self, token: int) -> bytes:
+        return self.llm.detokenize([token], special=True)
+
     def detokenize(self, tokens: list[int]) -> bytes:
         return self.llm.detokenize(tokens, special=True)
 

@@ -16,6 +16,7 @@ from fnedge.chat_format import IM_END
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
 from fnedge.runtime.guide import CallGuide
+from fnedge.runtime.token_bytes import token_bytes_table
 from fnedge.train.tokenizer import load_tokenizer
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -71,7 +72,11 @@ class OnnxBackend:
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.n_ctx = n_ctx
         self.eos_id = self.tokenizer.convert_tokens_to_ids(IM_END)
+        self._token_bytes = token_bytes_table(self.tokenizer)
         self._cache: list[np.ndarray] = self.cache.empty()
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._token_bytes[token]
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)

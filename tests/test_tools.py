@@ -1,0 +1,116 @@
+"""Call execution: immediate calls run while the turn goes on, deferred ones get the written text."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fnedge.catalog import load_catalog
+from fnedge.chat_format import resolve_text_reference
+from fnedge.runtime.builtin_tools import builtin_executors, calculate, convert_units
+from fnedge.runtime.stream_parser import CallEnd, TextDelta
+from fnedge.runtime.tools import execute_turn, run_conversation
+
+
+class ScriptedAssistant:
+    """Streams fixed events; `pause_after` blocks the stream until the test lets it go on."""
+
+    def __init__(self, turns: list[list], pause_after: int | None = None) -> None:
+        self.turns = turns
+        self.catalog = load_catalog(None)
+        self.pause_after = pause_after
+        self.resume = threading.Event()
+        self.seen_messages: list[list] = []
+
+    def catalog_for(self, tools):
+        return self.catalog
+
+    def stream(self, messages, tools=None):
+        self.seen_messages.append(list(messages))
+        for position, event in enumerate(self.turns[len(self.seen_messages) - 1]):
+            yield event
+            if position == self.pause_after:
+                assert self.resume.wait(5), "the immediate call was not dispatched while the turn went on"
+
+
+def test_immediate_call_runs_before_the_turn_ends_and_deferred_gets_the_text():
+    weather = CallEnd(0, {"name": "get_weather", "arguments": {"city": "上海", "date": "tomorrow"}})
+    save = CallEnd(1, {"name": "save_file", "arguments": {"path": "a.txt", "content": "{{text}}"}})
+    assistant = ScriptedAssistant([[weather, TextDelta("A short poem."), save]], pause_after=0)
+    seen = {}
+
+    def get_weather(args):
+        seen["weather"] = args
+        assistant.resume.set()  # only an immediate dispatch can release the paused stream
+        return {"forecast": "rain"}
+
+    turn = execute_turn(assistant, [{"role": "user", "content": "x"}],
+                        {"get_weather": get_weather, "save_file": lambda args: dict(args)})
+    first, second = turn.outcomes
+    assert (first.timing, first.result) == ("immediate", {"forecast": "rain"})
+    assert second.timing == "deferred"
+    assert second.result == {"path": "a.txt", "content": "A short poem."}
+    assert first.dispatched_ms <= second.dispatched_ms
+
+
+def test_invalid_calls_and_missing_executors_are_reported_not_run():
+    calls = [CallEnd(0, {"name": "get_weather", "arguments": {"date": "tomorrow"}}),       # city missing
+             CallEnd(1, {"name": "play_music", "arguments": {"query": "jazz"}}),            # no executor
+             CallEnd(2, {"name": "calculate", "arguments": {"expression": "1/0"}})]         # executor raises
+    ran = []
+    turn = execute_turn(ScriptedAssistant([calls]), [{"role": "user", "content": "x"}],
+                        {"get_weather": ran.append, "calculate": lambda a: calculate(a["expression"])})
+    errors = [o.error for o in turn.outcomes]
+    assert ran == []
+    assert "missing required argument 'city'" in errors[0]
+    assert errors[1] == "no executor registered for 'play_music'"
+    assert errors[2].startswith("ZeroDivisionError")
+
+
+def test_results_go_back_to_the_model_until_it_answers():
+    search = CallEnd(0, {"name": "search_hotels", "arguments": {"city": "Sofia"}})
+    book = CallEnd(0, {"name": "book_hotel", "arguments": {"hotel_id": "kgr-4922"}})
+    assistant = ScriptedAssistant([[search], [book], [TextDelta("Booked.")]])
+    messages, turns = run_conversation(assistant, [{"role": "user", "content": "hotel in Sofia"}], {
+        "search_hotels": lambda a: [{"id": "kgr-4922"}], "book_hotel": lambda a: {"ok": True}})
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert messages[2]["content"] == '[{"id": "kgr-4922"}]'
+    assert messages[-1]["content"] == "Booked."
+    assert len(turns) == 3
+
+
+def test_builtin_executors(tmp_path):
+    executors = builtin_executors(tmp_path)
+    assert executors["save_file"]({"path": "poems/a.txt", "content": "秋天"}) == {"saved": "poems/a.txt", "chars": 2}
+    assert (tmp_path / "poems" / "a.txt").read_text(encoding="utf-8") == "秋天"
+    with pytest.raises(ValueError, match="leaves the workspace"):
+        executors["save_file"]({"path": "../escape.txt", "content": "x"})
+    assert calculate("(15-8)*72") == 504
+    with pytest.raises(ValueError):
+        calculate("__import__('os').getcwd()")
+    assert convert_units(100, "c", "f") == 212
+    assert convert_units(5, "km", "mi") == pytest.approx(3.106856, rel=1e-6)
+    with pytest.raises(ValueError, match="cannot convert"):
+        convert_units(1, "kg", "km")
+
+
+@pytest.mark.parametrize("text", ["明天上海会下雨吗？", "写一首关于秋天的短诗，然后存到 poems/autumn.txt", "你好"])
+def test_streamed_events_add_up_to_the_whole_reply(default_assistant, text):
+    messages = [{"role": "user", "content": text}]
+    reply = default_assistant.respond(messages)
+    events = list(default_assistant.stream(messages))
+    streamed_text = "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+    ends = [e.call for e in events if isinstance(e, CallEnd)]
+    assert streamed_text == reply.turn.text
+    assert [{**c, "arguments": resolve_text_reference(c["arguments"], streamed_text)} for c in ends] == reply.turn.calls
+
+
+@pytest.fixture(scope="module")
+def default_assistant():
+    from fnedge.export.build import default_model_dir
+    from fnedge.runtime.engine import Assistant
+
+    if not (default_model_dir() / "model.safetensors").is_file():
+        pytest.skip("no built-in model")
+    return Assistant.from_model_dir(default_model_dir())
