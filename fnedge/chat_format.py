@@ -169,6 +169,17 @@ def parse_assistant(output: str) -> AssistantTurn:
     return AssistantTurn(text=text, calls=calls, malformed=malformed)
 
 
+def mentions_text_reference(value: Any) -> bool:
+    """Whether a call's arguments (at any depth) hold the `{{text}}` reference."""
+    if isinstance(value, str):
+        return TEXT_REFERENCE in value
+    if isinstance(value, dict):
+        return any(mentions_text_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(mentions_text_reference(v) for v in value)
+    return False
+
+
 def resolve_text_reference(value: Any, text: str) -> Any:
     if isinstance(value, str):
         return value.replace(TEXT_REFERENCE, text)

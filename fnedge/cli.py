@@ -102,6 +102,21 @@ def run(
     typer.echo(f"({reply.latency_ms:.0f} ms)", err=True)
 
 
+@app.command("serve")
+def serve_command(
+    build: Path = typer.Argument(..., help="Build folder made by 'fnedge export'."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8080, help="TCP port (0: any free port)."),
+    artifact: Optional[str] = typer.Option(None, help="Artifact file in the build (default: primary)."),
+    threads: Optional[int] = typer.Option(None, help="Threads (default: the device's, capped at this machine's cores)."),
+) -> None:
+    """Serve the build over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models)."""
+    from fnedge.runtime.server import serve
+
+    serve(build, host=host, port=port, artifact=artifact, threads=threads,
+          log=lambda message: typer.echo(message, err=True))
+
+
 def _run_and_execute(assistant, text: str, workspace: Path) -> None:
     from fnedge.runtime.builtin_tools import builtin_executors
     from fnedge.runtime.stream_parser import CallEnd, TextDelta

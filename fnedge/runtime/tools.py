@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fnedge.catalog import call_problem
-from fnedge.chat_format import TEXT_REFERENCE, openai_tool_call, resolve_text_reference
+from fnedge.chat_format import mentions_text_reference, openai_tool_call, resolve_text_reference
 from fnedge.runtime.stream_parser import CallEnd, CallError, Event, TextDelta
 
 Executor = Callable[[dict[str, Any]], Any]  # arguments -> a JSON-serializable result
@@ -75,7 +75,7 @@ def execute_turn(assistant, messages: list[dict[str, Any]], executors: dict[str,
             elif isinstance(event, CallError):
                 malformed.append(event.raw)
             elif isinstance(event, CallEnd):
-                if _mentions_reference(event.call["arguments"]):
+                if mentions_text_reference(event.call["arguments"]):
                     deferred.append(CallOutcome(call=event.call, timing="deferred"))
                 else:
                     outcome = CallOutcome(call=event.call, timing="immediate")
@@ -121,13 +121,3 @@ def run_conversation(assistant, messages: list[dict[str, Any]], executors: dict[
         if unrunnable:  # the app lacks the tool: no later turn can fix that
             break
     return messages, turns
-
-
-def _mentions_reference(value: Any) -> bool:
-    if isinstance(value, str):
-        return TEXT_REFERENCE in value
-    if isinstance(value, dict):
-        return any(_mentions_reference(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_mentions_reference(v) for v in value)
-    return False
