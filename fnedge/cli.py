@@ -55,16 +55,26 @@ def train(
 def export_command(
     device: str = typer.Option(..., help="Device profile: rpi4, rpi5, android-arm64, laptop-x86."),
     model: Optional[Path] = typer.Option(None, help="HF model folder (default: the built-in model)."),
-    quant: Optional[str] = typer.Option(None, help="Comma list of f32,f16,q8_0,q4_0 (default: the device's)."),
+    quant: Optional[str] = typer.Option(None, help="Comma list of f32,f16,q8_0,q4_0,q4_k_m,q5_k_m,q6_k,"
+                                                   "onnx-fp32,onnx-int8,onnx-int4 (default: the device's)."),
     out: Optional[Path] = typer.Option(None, help="Build folder (default: builds/DEVICE)."),
+    eval_cases: Optional[Path] = typer.Option(None, "--eval-cases",
+                                              help="Cases JSONL: score every artifact on it and record the "
+                                                   "metrics in manifest.json (default: no evaluation)."),
 ) -> None:
     """Export a model to a device build: GGUF artifacts, tokenizer, catalog and a checksummed manifest."""
     from fnedge.export.build import export_build
+    from fnedge.export.dev_metrics import format_headline
 
-    build = export_build(device, model_dir=model, quants=quant, out_dir=out)
+    # a progress bar only on a terminal: piped, rich leaves an empty line per artifact
+    build = export_build(device, model_dir=model, quants=quant, out_dir=out, eval_cases=eval_cases,
+                         show_progress=sys.stderr.isatty())
     manifest = json.loads((build / "manifest.json").read_text())
     for artifact in manifest["artifacts"]:
-        typer.echo(f"{build / artifact['file']}  {artifact['quant']}  {artifact['bytes'] / 1e6:.1f} MB")
+        line = f"{build / artifact['file']}  {artifact['quant']}  {artifact['bytes'] / 1e6:.1f} MB"
+        if "dev_metrics" in artifact:
+            line += "  " + format_headline(artifact["dev_metrics"])
+        typer.echo(line)
 
 
 @app.command()

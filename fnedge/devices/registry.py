@@ -21,7 +21,7 @@ class DeviceProfile:
     latency_budget_ms: float     # p95, request -> validated call, single call
 
 
-_ALL_GGUF = ("f32", "f16", "q8_0", "q4_0")
+_ALL_GGUF = ("f32", "f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")  # K-quants by llama.cpp's quantizer
 _ALL = _ALL_GGUF + ("onnx-fp32", "onnx-int8", "onnx-int4")
 
 DEVICES: dict[str, DeviceProfile] = {d.name: d for d in [

@@ -1,14 +1,16 @@
 """`fnedge export`: a model folder -> a device build folder with a checksummed manifest.
 
     builds/rpi4/
-      model-q8_0.gguf      one GGUF per quant type
+      model-q8_0.gguf      one GGUF per quant type (K-quants such as q4_k_m by llama.cpp's quantizer)
       tokenizer.json ...   the HF tokenizer files (for other runtimes)
       tools.json           the catalog the model was trained for
       fnedge.json          the model's training record
-      manifest.json        every choice made, and the size and sha256 of every file
+      manifest.json        every choice made (and which quantizer made it), the size and sha256 of
+                           every file, and with `eval_cases` each artifact's dev-set metrics
       README.md            how to run it with fnedge and with llama.cpp
 
-The build is assembled in a staging folder and renamed into place only when complete.
+The build is assembled in a staging folder and renamed into place only when complete; the
+dev-set evaluation runs on the staged build, before it is renamed.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from fnedge import __version__
 from fnedge.devices import DeviceProfile, get_device
 from fnedge.errors import FnedgeError
 from fnedge.io import sha256_file, write_json_atomic, write_text_atomic
+from fnedge.quantize.llama_quantizer import LLAMA_QUANTS
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "fnedge.json")
-GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0")
+GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0")  # written by gguf-py
 ONNX_QUANTS = ("onnx-fp32", "onnx-int8", "onnx-int4")
-ALL_QUANTS = GGUF_QUANTS + ONNX_QUANTS
+ALL_QUANTS = GGUF_QUANTS + LLAMA_QUANTS + ONNX_QUANTS
 
 
 def default_model_dir() -> Path:
@@ -58,17 +61,22 @@ def parse_quants(text: str | None, device: DeviceProfile) -> list[str]:
 
 
 def export_build(device_name: str, model_dir: Path | None = None, quants: str | None = None,
-                 out_dir: Path | None = None) -> Path:
+                 out_dir: Path | None = None, eval_cases: Path | None = None,
+                 show_progress: bool = False) -> Path:
+    """Write the build; with `eval_cases` (a cases JSONL) also score every artifact on it."""
     device = get_device(device_name)
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     record = check_model_dir(model_dir)
     chosen = parse_quants(quants, device)
+    cases = _load_eval_cases(eval_cases)  # a malformed file fails before any export work
     out_dir = Path(out_dir) if out_dir else Path("builds") / device.name
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        artifacts = [write_gguf_artifact(model_dir, staging, q) for q in chosen if q in GGUF_QUANTS]
+        artifacts = [write_gguf_artifact(model_dir, staging, q) if q in GGUF_QUANTS
+                     else write_llama_quant_artifact(model_dir, staging, q)
+                     for q in chosen if q in GGUF_QUANTS or q in LLAMA_QUANTS]
         artifacts += write_onnx_artifacts(model_dir, staging, [q for q in chosen if q in ONNX_QUANTS])
         for name in COPIED_FILES:
             if (model_dir / name).is_file():
@@ -77,6 +85,12 @@ def export_build(device_name: str, model_dir: Path | None = None, quants: str | 
         write_text_atomic(staging / "README.md", _device_readme(device, artifacts[0]["file"]))
         manifest = _manifest(device, model_dir, record, artifacts, staging)
         write_json_atomic(staging / "manifest.json", manifest)
+        if cases is not None:
+            from fnedge.export.dev_metrics import add_dev_metrics
+
+            # the manifest lists every other file, so it can be rewritten after the evaluation
+            add_dev_metrics(manifest, staging, cases, Path(eval_cases), device, show_progress)
+            write_json_atomic(staging / "manifest.json", manifest)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
@@ -92,7 +106,25 @@ def write_gguf_artifact(model_dir: Path, staging: Path, quant: str) -> dict[str,
     file = f"model-{quant}.gguf"
     info = write_gguf(model_dir, staging / file, quant=quant)
     return {"file": file, "format": "gguf", "quant": quant,
+            "quantizer": {"name": "gguf-py", "package": "gguf", "version": _version("gguf")},
             "tensor_types": info.get("tensors", {}), "fallbacks": info.get("fallbacks", {})}
+
+
+def write_llama_quant_artifact(model_dir: Path, staging: Path, quant: str) -> dict[str, Any]:
+    """A K-quant GGUF: our writer's F16 file, re-quantized by llama.cpp, then the F16 deleted."""
+    from fnedge.export.gguf_writer import write_gguf
+    from fnedge.quantize.llama_quantizer import quantize_gguf
+
+    file = f"model-{quant}.gguf"
+    # dot-prefixed and deleted below, so it never reaches the manifest's file list
+    intermediate = staging / f".model-{quant}.f16.gguf"
+    try:
+        write_gguf(model_dir, intermediate, quant="f16")
+        info = quantize_gguf(intermediate, staging / file, quant)
+    finally:
+        intermediate.unlink(missing_ok=True)
+    return {"file": file, "format": "gguf", "quant": quant, "quantizer": info["quantizer"],
+            "quantized_from": "f16", "tensor_types": info["tensors"], "fallbacks": info["fallbacks"]}
 
 
 _RECORDED_ELSEWHERE = {"file", "format", "quant", "bytes", "sha256", "inputs", "outputs", "quantized_matmuls"}
@@ -113,10 +145,21 @@ def write_onnx_artifacts(model_dir: Path, staging: Path, quants: list[str]) -> l
         choices = {k: v for k, v in info.items() if k not in _RECORDED_ELSEWHERE}
         if "quantized_matmuls" in info:
             choices["quantized_matmuls"] = len(info["quantized_matmuls"])
-        artifacts.append({"file": file, "format": "onnx", "quant": quant, "choices": choices})
+        quantizer = None if quant == "onnx-fp32" else {"name": "onnxruntime", "package": "onnxruntime",
+                                                       "version": _version("onnxruntime")}
+        artifacts.append({"file": file, "format": "onnx", "quant": quant, "quantizer": quantizer,
+                          "choices": choices})
     if "onnx-fp32" not in quants:
         fp32.unlink()
     return artifacts
+
+
+def _load_eval_cases(path: Path | None) -> list[Any] | None:
+    if path is None:
+        return None
+    from fnedge.eval.cases import load_cases
+
+    return load_cases(path)
 
 
 def _catalog_for(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -152,7 +195,8 @@ def _manifest(device: DeviceProfile, model_dir: Path, record: dict[str, Any],
         "runtime": {"threads": device.threads,
                     "context_length": min(device.context_length, _trained_positions(model_dir)),
                     "latency_budget_ms": device.latency_budget_ms},
-        "tools_versions": {"fnedge": __version__, "gguf": _version("gguf"), "torch": _version("torch")},
+        "tools_versions": {"fnedge": __version__, "gguf": _version("gguf"), "torch": _version("torch"),
+                           "llama-cpp-python": _version("llama_cpp_python")},
         "artifacts": artifacts,
         "files": files,
     }
