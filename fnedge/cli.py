@@ -172,12 +172,59 @@ def eval_command(
     if (build is None) == (model is None):
         raise FnedgeError("give exactly one of --build or --model")
     loaded = load_cases(cases)  # a malformed file fails before any model is loaded
-    assistant = (Assistant.from_build(build, artifact=artifact, threads=threads) if build
-                 else Assistant.from_model_dir(model, threads=threads))
+    assistant = (Assistant.from_build(build, artifact=artifact, threads=threads, constrained=grammar) if build
+                 else Assistant.from_model_dir(model, threads=threads, constrained=grammar))
     summary = run_eval(loaded, assistant)
     typer.echo(format_report(summary))
     if json_out:
         write_json_atomic(json_out, summary)
+
+
+@app.command("bench")
+def bench_command(
+    build: Path = typer.Argument(..., help="Build folder made by 'fnedge export'."),
+    cases: Optional[Path] = typer.Option(None, help="Evaluation cases JSONL (default: shared/eval/dev.jsonl)."),
+    device: Optional[str] = typer.Option(None, help="Estimate for this device only: a profile name or a YAML file "
+                                                    "(default: every built-in profile)."),
+    device_file: Optional[Path] = typer.Option(None, "--device-file", help="Also estimate for this YAML profile."),
+    baselines: bool = typer.Option(False, "--baselines", help="Also run the keyword router and SmolLM2-135M."),
+    threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: the build's, capped "
+                                                     "at this machine's cores)."),
+    out: Path = typer.Option(..., "--out", help="Folder for bench.json, report.md and the plots."),
+) -> None:
+    """Benchmark every artifact of a build (accuracy, latency, memory, size), optionally against
+    baselines, and estimate latency on the device profiles."""
+    from fnedge.bench import BASELINES, run_bench
+    from fnedge.devices import get_device, list_devices
+    from fnedge.devices.profile_file import load_device_file
+
+    cases = cases or _default_cases()
+    profiles = [get_device(device)] if device else list_devices()
+    if device_file:
+        profiles.append(load_device_file(device_file))
+    bench = run_bench(build, cases, out, profiles, baselines=BASELINES if baselines else (), threads=threads,
+                      log=lambda message: typer.echo(message, err=True))
+    rows = {**bench["artifacts"], **{f"baseline:{k}": v for k, v in bench["baselines"].items()}}
+    for name, row in rows.items():
+        if row.get("skipped"):
+            typer.echo(f"{name:28} skipped: {row['skipped']}")
+            continue
+        arg = "-" if row["argument_match"] is None else f"{row['argument_match']:.1%}"
+        typer.echo(f"{name:28} fn {row['function_match']:.1%}  arg {arg}  p95 {row['latency_p95_ms']:.1f} ms  "
+                   f"rss {row['peak_rss_mb']:.0f} MB")
+    for name, estimate in bench["devices"].items():
+        if estimate.get("est_latency_p95_ms") is not None:
+            typer.echo(f"{name:28} est p95 {estimate['est_latency_p95_ms']:.1f} ms "
+                       f"(+-{estimate['est_error']:.0%}) budget {estimate['budget_ms']:.0f} ms: "
+                       f"{estimate['budget_verdict']}")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+def _default_cases() -> Path:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
+    if not shared.is_file():
+        raise FnedgeError(f"no --cases given and {shared} does not exist")
+    return shared
 
 
 @app.command()
