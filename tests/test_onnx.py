@@ -141,7 +141,8 @@ def test_greedy_continuation_matches_torch_generate(built):
         generation = onnx_backend.generate(prompt, max_tokens=20)
         assert generation.tokens == want, prompt
         assert generation.prompt_tokens == ids.shape[1]
-        assert generation.text == tokenizer.decode(want, skip_special_tokens=False).rstrip("\ufffd")
+        # Bytes that do not form a character (a random model writes them) are dropped, not shown as U+FFFD.
+        assert generation.text == tokenizer.decode(want, skip_special_tokens=False).replace("\ufffd", "")
         lengths.append(len(want))
     assert max(lengths) == 20  # not a vacuous match on an immediate <|im_end|>
 
@@ -286,7 +287,7 @@ def test_quantized_files_load_and_generate(built, kind, rms_tol):
     assert rms_error(session_logits(onnx_backend, tokens), torch_logits(built["model"], tokens)) < rms_tol
     generation = onnx_backend.generate(PROMPTS[1], max_tokens=5)  # prefill + decode steps through the cache
     assert len(generation.tokens) <= 5
-    assert generation.text == built["tokenizer"].decode(generation.tokens).rstrip("\ufffd")
+    assert generation.text == built["tokenizer"].decode(generation.tokens).replace("\ufffd", "")
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -28,22 +28,18 @@ class GuideFactory:
 
     def __init__(self, tokenizer_dir: str | Path) -> None:
         try:
-            import llguidance.hf
+            from llguidance import LLTokenizer
         except ImportError:
             raise FnedgeError("constrained decoding needs llguidance: pip install llguidance") from None
-        from fnedge.train.tokenizer import load_tokenizer
+        from fnedge.runtime.vocab import RuntimeVocab
 
-        hf_tokenizer = load_tokenizer(tokenizer_dir)
-        self.open_id = hf_tokenizer.convert_tokens_to_ids(TOOL_CALL_OPEN)
-        self.close_id = hf_tokenizer.convert_tokens_to_ids(TOOL_CALL_CLOSE)
-        if self.open_id is None or self.close_id is None or self.open_id == hf_tokenizer.unk_token_id:
-            raise FnedgeError(f"{tokenizer_dir}: the tokenizer lacks the {TOOL_CALL_OPEN} markers")
-        self.vocab_size = len(hf_tokenizer)
+        vocab = RuntimeVocab(tokenizer_dir)
+        self.open_id, self.close_id, self.vocab_size = vocab.call_open_id, vocab.call_close_id, vocab.size
         # Outside a call, prose may end the turn or open a call, but no other marker belongs
         # there (a stray </tool_call> or <|im_start|> in the text is always a model error).
-        markers = [t for t in hf_tokenizer.all_special_ids if t not in (self.open_id, hf_tokenizer.eos_token_id)]
+        markers = [t for t in vocab.special.values() if t not in (self.open_id, vocab.eos_id)]
         self.prose_forbidden = np.array(sorted(markers), dtype=np.int64)
-        self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer)
+        self.tokenizer = LLTokenizer(vocab.json, n_vocab=vocab.size, eos_token=vocab.eos_id)
 
     def guide(self, catalog: Catalog, sources: Sequence[str]) -> "CallGuide":
         return CallGuide(self, call_grammar(catalog, sources, self.close_id))

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fnedge.chat_format import IM_END
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
 from fnedge.runtime.guide import CallGuide
-from fnedge.runtime.token_bytes import token_bytes_table
-from fnedge.train.tokenizer import load_tokenizer
+from fnedge.runtime.vocab import RuntimeVocab
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -69,20 +67,16 @@ class OnnxBackend:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise FnedgeError(f"{onnx_path}: onnxruntime cannot load it ({reason})") from None
         self.cache = CacheLayout.from_session(self.session)
-        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.vocab = RuntimeVocab(tokenizer_dir)
         self.n_ctx = n_ctx
-        self.eos_id = self.tokenizer.convert_tokens_to_ids(IM_END)
-        self._token_bytes = token_bytes_table(self.tokenizer)
+        self.eos_id = self.vocab.eos_id
         self._cache: list[np.ndarray] = self.cache.empty()
 
     def token_bytes(self, token: int) -> bytes:
-        return self._token_bytes[token]
+        return self.vocab.token_bytes(token)
 
     def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def detokenize(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+        return self.vocab.encode(text)
 
     def forward(self, tokens: list[int], past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Run `tokens` after a cache of `past` positions: (last position's logits, new cache)."""
@@ -105,8 +99,7 @@ class OnnxBackend:
         return self.forward(prompt_tokens, self.cache.empty())[0]
 
     def decode(self, tokens: list[int]) -> str:
-        # A UTF-8 character cut by the token limit decodes to U+FFFD; drop it as LlamaBackend does.
-        return self.detokenize(tokens).rstrip("\ufffd")
+        return self.vocab.decode(tokens)
 
     def generate(self, prompt: str, max_tokens: int = 256, guide: CallGuide | None = None) -> Generation:
         return timed_generation(self, prompt, max_tokens, guide)

@@ -12,7 +12,7 @@ from transformers.utils import logging as transformers_logging
 from fnedge.errors import FnedgeError
 from fnedge.runtime.generation import Generation, timed_generation
 from fnedge.runtime.guide import CallGuide
-from fnedge.runtime.token_bytes import token_bytes_table
+from fnedge.runtime.vocab import RuntimeVocab
 from fnedge.train.tokenizer import load_tokenizer
 
 
@@ -28,12 +28,12 @@ class TorchBackend:
         self.tokenizer = load_tokenizer(model_dir)
         self.model = LlamaForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
         self.eos_id = self.tokenizer.eos_token_id
-        self._token_bytes = token_bytes_table(self.tokenizer)
+        self._token_bytes = RuntimeVocab(model_dir).token_bytes
         self.n_ctx = self.model.config.max_position_embeddings
         self._past = None
 
     def token_bytes(self, token: int) -> bytes:
-        return self._token_bytes[token]
+        return self._token_bytes(token)
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
