@@ -95,3 +95,29 @@ def test_a_second_trainer_on_the_same_run_folder_is_refused(tmp_path):
         tiny_config(lr=1e-4).save(tmp_path / "config.yaml")
         train(tiny_config(), tmp_path)
     assert not (tmp_path / ".lock").exists()
+
+
+def test_context_loss_weight_adds_the_users_tokens_and_nothing_else():
+    from transformers import LlamaForCausalLM
+
+    from fnedge.train.trainer import training_loss
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(make_config("fc-nano", vocab_size=512))
+    ids = torch.randint(8, 512, (2, 12))
+    ids[1, 9:] = 0  # right padding
+    labels = torch.full_like(ids, -100)
+    labels[:, 6:9] = ids[:, 6:9]  # the reply
+    reply_only = training_loss(model, ids, labels, pad_id=0, context_weight=0.0)
+    assert torch.allclose(reply_only, model(input_ids=ids, labels=labels).loss)
+    mixed = training_loss(model, ids, labels, pad_id=0, context_weight=0.5)
+    # By hand: per-token losses, reply weight 1, other real tokens 0.5, padding 0.
+    logits = model(input_ids=ids).logits[:, :-1]
+    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, 512), ids[:, 1:].reshape(-1),
+                                                  reduction="none").view(2, 11)
+    weights = torch.full((2, 11), 0.5)
+    weights[:, 5:8] = 1.0
+    weights[1, 8:] = 0.0
+    assert torch.allclose(mixed, (per_token * weights).sum() / weights.sum(), atol=1e-5)
+    with pytest.raises(FnedgeError, match="context_loss_weight"):
+        TrainConfig.from_dict({"context_loss_weight": 2})

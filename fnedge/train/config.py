@@ -26,6 +26,7 @@ class TrainConfig:
     batch_tokens: int = 2048           # padded tokens per optimizer step (small: tiny models need many steps)
     epochs: float = 1.0
     lr: float = 2e-3
+    context_loss_weight: float = 0.0   # weight of the next-token loss on non-reply tokens (user turns, tool results)
     min_lr_ratio: float = 0.1
     warmup_steps: int = 150
     weight_decay: float = 0.1
@@ -65,6 +66,8 @@ class TrainConfig:
                 raise FnedgeError(f"{source}: '{name}' must be a positive integer")
         if not (self.epochs > 0 and self.lr > 0):
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
+        if not (isinstance(self.context_loss_weight, (int, float)) and 0 <= self.context_loss_weight <= 1):
+            raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
         if self.save_dtype not in ("float16", "float32"):
             raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
         if self.precision not in ("auto", "bf16", "fp32"):

@@ -33,7 +33,7 @@ from fnedge.chat_format import render
 from fnedge.errors import FnedgeError
 from fnedge.io import write_bytes_atomic, write_json_atomic
 from fnedge.train.config import TrainConfig
-from fnedge.train.dataset import Example, encode_conversations, iterate_epoch, plan_batches
+from fnedge.train.dataset import IGNORE_INDEX, Example, encode_conversations, iterate_epoch, plan_batches
 from fnedge.train.presets import make_config
 from fnedge.train.tokenizer import load_tokenizer, train_tokenizer
 
@@ -91,7 +91,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = model(input_ids=ids, labels=labels).loss
+                    loss = training_loss(model, ids, labels, pad_id, config.context_loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -107,8 +107,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
                                            f"{state.tokens_seen / state.train_seconds:,.0f} tok/s")
                 if state.step % config.eval_every == 0 or state.step == total_steps:
                     state.last_eval_loss = evaluate_loss(model, dev_examples, config.batch_tokens, pad_id)
-                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}, "
-                                           f"dev loss {state.last_eval_loss:.4f}")
+                    dev = "n/a (no dev split)" if state.last_eval_loss is None else f"{state.last_eval_loss:.4f}"
+                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}, dev loss {dev}")
                 if state.step % config.checkpoint_every == 0 or stop.requested or state.step == total_steps:
                     _save_checkpoint(run_dir, model, optimizer, state)
                 if stop.requested or state.step >= total_steps:
@@ -117,6 +117,24 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
         raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
                           f"Run the same command again to resume.")
     return save_model(model, tokenizer, config, state, run_dir, command)
+
+
+def training_loss(model: LlamaForCausalLM, ids: torch.Tensor, labels: torch.Tensor, pad_id: int,
+                  context_weight: float) -> torch.Tensor:
+    """Next-token loss on the replies; with `context_weight` > 0 also on every other real token.
+
+    The user's words pass through the model anyway; learning to predict them too costs no extra
+    compute and gives a from-scratch model the language of requests that no reply spells out."""
+    if context_weight == 0:
+        return model(input_ids=ids, labels=labels).loss
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    targets = ids[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                  reduction="none").view_as(targets)
+    reply = labels[:, 1:] != IGNORE_INDEX
+    context = ~reply & (targets != pad_id)
+    weights = reply.float() + context_weight * context.float()
+    return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 def resolve_precision(precision: str) -> str:
@@ -164,9 +182,9 @@ def prepare_tokenizer(config: TrainConfig, run_dir: Path, records: list[dict[str
 
 
 @torch.no_grad()
-def evaluate_loss(model: LlamaForCausalLM, examples: list[Example], batch_tokens: int, pad_id: int) -> float:
+def evaluate_loss(model: LlamaForCausalLM, examples: list[Example], batch_tokens: int, pad_id: int) -> float | None:
     if not examples:
-        return float("nan")
+        return None  # no dev split (e.g. every conversation shares one template)
     model.eval()
     total, count = 0.0, 0
     for ids, labels in iterate_epoch(examples, batch_tokens, seed=0, pad_id=pad_id):
