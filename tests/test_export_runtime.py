@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from conftest import ROOT, SHARED
+from fnedge.catalog import load_catalog
 from fnedge.errors import FnedgeError
 from fnedge.export.build import default_model_dir, export_build
 from fnedge.runtime.build import load_build
@@ -132,3 +133,20 @@ def test_default_model_copies_the_city_under_the_call_grammar(tmp_path):
     assert _cli("export", "--device", "rpi4", "--out", build).returncode == 0
     reply = json.loads(_cli("run", build, "明天上海会下雨吗？", "--json").stdout)
     assert reply["calls"] == [{"name": "get_weather", "arguments": {"city": "上海", "date": "tomorrow"}}]
+
+
+def test_kept_prefix_gives_the_same_replies_as_a_fresh_prefill(tiny_build):
+    """Consecutive prompts share the template prefix; keeping its KV cache must not change a token."""
+    from fnedge.chat_format import render
+    from fnedge.runtime.llama_backend import LlamaBackend
+
+    tools = load_catalog(None).to_openai()[:2]
+    prompts = [render([{"role": "user", "content": text}], tools, add_generation_prompt=True)
+               for text in ("明天上海会下雨吗？", "turn off the light", "明天上海会下雨吗？", "算一下 3+4")]
+    backend = LlamaBackend(tiny_build / "model-f32.gguf", n_threads=1, n_ctx=1024)
+    runs = {}
+    for reuse in (True, False):
+        backend.reuse_prefix = reuse
+        runs[reuse] = [backend.generate(p, 12).tokens for p in prompts]
+    assert runs[True] == runs[False]
+    assert all(runs[True])  # not vacuous: every reply has tokens

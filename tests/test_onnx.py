@@ -316,3 +316,12 @@ def test_errors_name_the_problem(built, tmp_path):
         tight.generate(PROMPTS[0])
     with pytest.raises(FnedgeError, match="empty prompt"):
         backend(built).generate("")
+
+
+def test_kept_prefix_gives_the_same_tokens_as_a_fresh_prefill(built):
+    onnx_backend = backend(built)
+    runs = {}
+    for reuse in (True, False):
+        onnx_backend.reuse_prefix = reuse
+        runs[reuse] = [onnx_backend.generate(p, max_tokens=8).tokens for p in PROMPTS + PROMPTS[:1]]
+    assert runs[True] == runs[False]

@@ -34,6 +34,7 @@ class LlamaBackend:
         self.n_ctx = n_ctx
         self.eos_id = self.tokenize(IM_END)[0]
         self.n_vocab = self.llm.n_vocab()
+        self.reuse_prefix = True  # off only to measure what keeping the shared prefix saves
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -45,8 +46,22 @@ class LlamaBackend:
         return self.llm.detokenize(tokens, special=True)
 
     def prefill(self, tokens: list[int]) -> np.ndarray:
-        self.llm.reset()
-        return self.extend(tokens)
+        """Start a new sequence. The KV cache of the prefix it shares with the previous one (the
+        template before the user's words: system turn and tool schemas when there are any, or
+        an earlier turn of the same conversation) is kept, and only the rest is evaluated."""
+        cached = list(self.llm.input_ids[: self.llm.n_tokens])
+        keep = 0
+        if self.reuse_prefix:
+            for a, b in zip(cached, tokens[:-1]):  # at least one token is evaluated, for fresh logits
+                if a != b:
+                    break
+                keep += 1
+        if keep and self.llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            self.llm.n_tokens = keep
+        else:
+            keep = 0
+            self.llm.reset()
+        return self.extend(tokens[keep:])
 
     def extend(self, tokens: list[int]) -> np.ndarray:
         self.llm.eval(tokens)

@@ -71,6 +71,8 @@ class OnnxBackend:
         self.n_ctx = n_ctx
         self.eos_id = self.vocab.eos_id
         self._cache: list[np.ndarray] = self.cache.empty()
+        self._cached_tokens: list[int] = []  # the tokens whose keys and values _cache holds
+        self.reuse_prefix = True
 
     def token_bytes(self, token: int) -> bytes:
         return self.vocab.token_bytes(token)
@@ -88,11 +90,22 @@ class OnnxBackend:
         return logits[0, -1], present
 
     def prefill(self, tokens: list[int]) -> np.ndarray:
-        logits, self._cache = self.forward(tokens, self.cache.empty())
+        """Start a new sequence, keeping the cache of the prefix it shares with the previous one
+        (as LlamaBackend does): only the rest of the prompt runs through the graph."""
+        keep = 0
+        if self.reuse_prefix:
+            for a, b in zip(self._cached_tokens, tokens[:-1]):
+                if a != b:
+                    break
+                keep += 1
+        past = [array[:, :, :keep] for array in self._cache] if keep else self.cache.empty()
+        logits, self._cache = self.forward(tokens[keep:], past)
+        self._cached_tokens = list(tokens)
         return logits
 
     def extend(self, tokens: list[int]) -> np.ndarray:
         logits, self._cache = self.forward(tokens, self._cache)
+        self._cached_tokens += tokens
         return logits
 
     def prompt_logits(self, prompt_tokens: list[int]) -> np.ndarray:
