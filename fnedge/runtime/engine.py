@@ -46,6 +46,7 @@ class Assistant:
         self.generalist = generalist
         self.max_tokens = max_tokens
         self.guides = guides
+        self.force_tokens = True  # the guide appends tokens the grammar forces without a decode step
 
     @classmethod
     def from_build(cls, build_dir: str | Path, artifact: str | None = None,
@@ -108,7 +109,7 @@ class Assistant:
 
     def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None):
         catalog = self.catalog_for(tools)
-        guide = self.guides.guide(catalog, _copy_sources(messages)) if self.guides else None
+        guide = self.guides.guide(catalog, _copy_sources(messages), self.force_tokens) if self.guides else None
         return catalog, guide, self.prompt(messages, tools)
 
 

@@ -41,14 +41,14 @@ class GuideFactory:
         self.prose_forbidden = np.array(sorted(markers), dtype=np.int64)
         self.tokenizer = LLTokenizer(vocab.json, n_vocab=vocab.size, eos_token=vocab.eos_id)
 
-    def guide(self, catalog: Catalog, sources: Sequence[str]) -> "CallGuide":
-        return CallGuide(self, call_grammar(catalog, sources, self.close_id))
+    def guide(self, catalog: Catalog, sources: Sequence[str], force: bool = True) -> "CallGuide":
+        return CallGuide(self, call_grammar(catalog, sources, self.close_id), force)
 
 
 class CallGuide:
     """Per request: follows the generated tokens and constrains those inside a call."""
 
-    def __init__(self, factory: GuideFactory, grammar: str) -> None:
+    def __init__(self, factory: GuideFactory, grammar: str, force: bool = True) -> None:
         from llguidance import LLMatcher
 
         self.factory = factory
@@ -56,6 +56,7 @@ class CallGuide:
         if self.matcher.is_error():
             raise FnedgeError(f"tool-call grammar does not compile: {self.matcher.get_error()}")
         self.active = False
+        self.force = force  # off only to measure what forcing saves: each token then takes a step
         self.forced_count = 0  # tokens appended without sampling (for the runtime's stats)
 
     def observe(self, token: int) -> None:
@@ -72,7 +73,7 @@ class CallGuide:
 
     def forced(self) -> list[int]:
         """Tokens the grammar allows no alternative to, right now (empty outside a call)."""
-        if not self.active:
+        if not (self.active and self.force):
             return []
         tokens = self.matcher.compute_ff_tokens()
         self.forced_count += len(tokens)
