@@ -22,12 +22,14 @@ class ScriptedAssistant:
         self.pause_after = pause_after
         self.resume = threading.Event()
         self.seen_messages: list[list] = []
+        self.choices: list[str] = []
 
     def catalog_for(self, tools):
         return self.catalog
 
-    def stream(self, messages, tools=None):
+    def stream(self, messages, tools=None, tool_choice="auto"):
         self.seen_messages.append(list(messages))
+        self.choices.append(tool_choice)
         for position, event in enumerate(self.turns[len(self.seen_messages) - 1]):
             yield event
             if position == self.pause_after:
@@ -80,12 +82,27 @@ def test_results_go_back_to_the_model_until_it_answers():
     assert len(turns) == 3
 
 
+def test_after_three_failed_turns_the_model_must_answer_in_text():
+    bad = [CallEnd(0, {"name": "calculate", "arguments": {"expression": "1/0"}})]
+    assistant = ScriptedAssistant([bad, bad, bad, [TextDelta("I cannot compute that.")]])
+    messages, turns = run_conversation(assistant, [{"role": "user", "content": "1/0"}],
+                                       {"calculate": lambda a: calculate(a["expression"])}, max_turns=6)
+    assert assistant.choices == ["auto", "auto", "auto", "none"]
+    assert messages[-1] == {"role": "assistant", "content": "I cannot compute that."}
+    assert '"error": "ZeroDivisionError' in messages[2]["content"]  # the error went back to the model
+
+
 def test_builtin_executors(tmp_path):
     executors = builtin_executors(tmp_path)
     assert executors["save_file"]({"path": "poems/a.txt", "content": "秋天"}) == {"saved": "poems/a.txt", "chars": 2}
     assert (tmp_path / "poems" / "a.txt").read_text(encoding="utf-8") == "秋天"
-    with pytest.raises(ValueError, match="leaves the workspace"):
-        executors["save_file"]({"path": "../escape.txt", "content": "x"})
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (tmp_path / "link").symlink_to(outside, target_is_directory=True)
+    for path in ("../escape.txt", "/tmp/escape.txt", "link/escape.txt"):
+        with pytest.raises(ValueError, match="leaves the workspace"):
+            executors["save_file"]({"path": path, "content": "x"})
+    assert not (outside / "escape.txt").exists()
     assert calculate("(15-8)*72") == 504
     with pytest.raises(ValueError):
         calculate("__import__('os').getcwd()")
@@ -114,3 +131,16 @@ def default_assistant():
     if not (default_model_dir() / "model.safetensors").is_file():
         pytest.skip("no built-in model")
     return Assistant.from_model_dir(default_model_dir())
+
+
+def test_tool_choice_none_required_and_named(default_assistant):
+    from fnedge.errors import FnedgeError
+
+    weather = [{"role": "user", "content": "明天上海会下雨吗？"}]
+    assert default_assistant.respond(weather, tool_choice="none").turn.calls == []
+    hello = [{"role": "user", "content": "你好"}]
+    assert default_assistant.respond(hello, tool_choice="required").turn.calls
+    named = default_assistant.respond(weather, tool_choice={"type": "function", "function": {"name": "search_hotels"}})
+    assert [c["name"] for c in named.turn.calls] == ["search_hotels"] and not named.problems
+    with pytest.raises(FnedgeError, match="not among the tools"):
+        default_assistant.respond(weather, tool_choice={"type": "function", "function": {"name": "fly"}})

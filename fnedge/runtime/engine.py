@@ -82,19 +82,22 @@ class Assistant:
         return render(canonical_messages(messages), tools if self.generalist else None,
                       add_generation_prompt=True)
 
-    def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Reply:
-        """The whole reply at once, parsed and validated."""
-        catalog, guide, prompt = self._prepare(messages, tools)
+    def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+                tool_choice: str | dict[str, Any] = "auto") -> Reply:
+        """The whole reply at once, parsed and validated. `tool_choice` as OpenAI's: "auto",
+        "none", "required" or {"type": "function", "function": {"name": ...}}."""
+        catalog, guide, prompt = self._prepare(messages, tools, tool_choice)
         generation = self.backend.generate(prompt, self.max_tokens, guide)
         turn = parse_assistant(generation.text)
         problems = [p for p in (call_problem(c, catalog) for c in turn.calls) if p]
         problems += [f"malformed call: {m[:60]}" for m in turn.malformed]
         return Reply(turn=turn, problems=problems, generation=generation)
 
-    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Iterator[Event]:
+    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+               tool_choice: str | dict[str, Any] = "auto") -> Iterator[Event]:
         """The reply as events while it is generated: text deltas, and for each call its start,
         each argument as it completes, and its end (`{{text}}` references not yet resolved)."""
-        catalog, guide, prompt = self._prepare(messages, tools)
+        catalog, guide, prompt = self._prepare(messages, tools, tool_choice)
         parser = ToolCallStreamParser()
         for token in stream_tokens(self.backend, self.backend.tokenize(prompt), self.max_tokens, guide):
             yield from parser.feed(self.backend.token_bytes(token))
@@ -107,10 +110,29 @@ class Assistant:
             return parse_catalog(tools, source="request tools")
         return self.catalog
 
-    def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None):
+    def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                 tool_choice: str | dict[str, Any] = "auto"):
         catalog = self.catalog_for(tools)
-        guide = self.guides.guide(catalog, _copy_sources(messages), self.force_tokens) if self.guides else None
+        choice, allowed = _tool_choice(tool_choice, catalog)
+        if self.guides is None:
+            if choice != "auto":
+                raise FnedgeError("tool_choice other than auto needs the call grammar (constrained decoding)")
+            return catalog, None, self.prompt(messages, tools)
+        guide = self.guides.guide(allowed, _copy_sources(messages), self.force_tokens, choice)
         return catalog, guide, self.prompt(messages, tools)
+
+
+def _tool_choice(tool_choice: str | dict[str, Any], catalog: Catalog) -> tuple[str, Catalog]:
+    """OpenAI's tool_choice as (auto|none|required, the tools a call may name)."""
+    if isinstance(tool_choice, str):
+        return tool_choice, catalog
+    name = (tool_choice.get("function") or {}).get("name") if isinstance(tool_choice, dict) else None
+    if not isinstance(name, str):
+        raise FnedgeError('tool_choice must be "auto", "none", "required" or {"type": "function", '
+                          '"function": {"name": ...}}')
+    if name not in catalog:
+        raise FnedgeError(f"tool_choice names '{name}', which is not among the tools ({', '.join(catalog.names)})")
+    return "required", Catalog((catalog[name],), source=catalog.source)
 
 
 def _copy_sources(messages: list[dict[str, Any]]) -> list[str]:

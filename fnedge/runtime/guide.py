@@ -41,14 +41,19 @@ class GuideFactory:
         self.prose_forbidden = np.array(sorted(markers), dtype=np.int64)
         self.tokenizer = LLTokenizer(vocab.json, n_vocab=vocab.size, eos_token=vocab.eos_id)
 
-    def guide(self, catalog: Catalog, sources: Sequence[str], force: bool = True) -> "CallGuide":
-        return CallGuide(self, call_grammar(catalog, sources, self.close_id), force)
+    def guide(self, catalog: Catalog, sources: Sequence[str], force: bool = True,
+              tool_choice: str = "auto") -> "CallGuide":
+        """`tool_choice` as OpenAI's: "auto", "none" (no call at all) or "required" (the reply
+        opens with a call); to require one named tool, pass a catalog holding only that tool."""
+        if tool_choice not in ("auto", "none", "required"):
+            raise FnedgeError(f"tool_choice must be auto, none or required, not {tool_choice!r}")
+        return CallGuide(self, call_grammar(catalog, sources, self.close_id), force, tool_choice)
 
 
 class CallGuide:
     """Per request: follows the generated tokens and constrains those inside a call."""
 
-    def __init__(self, factory: GuideFactory, grammar: str, force: bool = True) -> None:
+    def __init__(self, factory: GuideFactory, grammar: str, force: bool = True, tool_choice: str = "auto") -> None:
         from llguidance import LLMatcher
 
         self.factory = factory
@@ -58,9 +63,16 @@ class CallGuide:
         self.active = False
         self.force = force  # off only to measure what forcing saves: each token then takes a step
         self.forced_count = 0  # tokens appended without sampling (for the runtime's stats)
+        self.tool_choice = tool_choice
+        self.started = False
+        prose_forbidden = factory.prose_forbidden
+        if tool_choice == "none":
+            prose_forbidden = np.append(prose_forbidden, factory.open_id)
+        self.prose_forbidden = prose_forbidden
 
     def observe(self, token: int) -> None:
         """Record a token the loop emitted (sampled or forced)."""
+        self.started = True
         if not self.active:
             if token == self.factory.open_id:
                 self.matcher.reset()
@@ -73,6 +85,8 @@ class CallGuide:
 
     def forced(self) -> list[int]:
         """Tokens the grammar allows no alternative to, right now (empty outside a call)."""
+        if self.tool_choice == "required" and not self.started:
+            return [self.factory.open_id]  # even without forcing: this is the request, not a shortcut
         if not (self.active and self.force):
             return []
         tokens = self.matcher.compute_ff_tokens()
@@ -84,7 +98,7 @@ class CallGuide:
         markers that cannot appear in prose)."""
         if not self.active:
             logits = logits.copy()
-            logits[self.factory.prose_forbidden] = -np.inf
+            logits[self.prose_forbidden] = -np.inf
             return logits
         bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
         allowed = bits[: logits.shape[-1]].astype(bool)

@@ -45,7 +45,7 @@ class TurnResult:
 
 def execute_turn(assistant, messages: list[dict[str, Any]], executors: dict[str, Executor],
                  tools: list[dict[str, Any]] | None = None,
-                 on_event: Callable[[Event], None] | None = None) -> TurnResult:
+                 on_event: Callable[[Event], None] | None = None, tool_choice: str = "auto") -> TurnResult:
     """Generate one assistant turn, executing its calls as they become executable."""
     catalog = assistant.catalog_for(tools)
     started = time.perf_counter()
@@ -67,7 +67,7 @@ def execute_turn(assistant, messages: list[dict[str, Any]], executors: dict[str,
         return pool.submit(executor, outcome.call["arguments"])
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnedge-tool") as pool:
-        for event in assistant.stream(messages, tools):
+        for event in assistant.stream(messages, tools, tool_choice):
             if on_event:
                 on_event(event)
             if isinstance(event, TextDelta):
@@ -98,18 +98,25 @@ def execute_turn(assistant, messages: list[dict[str, Any]], executors: dict[str,
 
 def run_conversation(assistant, messages: list[dict[str, Any]], executors: dict[str, Executor],
                      tools: list[dict[str, Any]] | None = None, max_turns: int = 4,
-                     on_event: Callable[[Event], None] | None = None) -> tuple[list[dict[str, Any]], list[TurnResult]]:
+                     on_event: Callable[[Event], None] | None = None,
+                     max_failed_turns: int = 3) -> tuple[list[dict[str, Any]], list[TurnResult]]:
     """Turns until the model answers without a call (or `max_turns`); returns the grown
-    message list (assistant turns and tool results appended) and each turn's result."""
+    message list (assistant turns and tool results appended) and each turn's result.
+
+    Errors go back to the model as tool results, so it can correct the call; after
+    `max_failed_turns` turns in a row whose calls all failed, it must answer in text."""
     messages = list(messages)
     turns: list[TurnResult] = []
+    failed_in_a_row = 0
     for turn_index in range(max_turns):
-        turn = execute_turn(assistant, messages, executors, tools, on_event)
+        choice = "none" if failed_in_a_row >= max_failed_turns else "auto"
+        turn = execute_turn(assistant, messages, executors, tools, on_event, tool_choice=choice)
         turns.append(turn)
         if not turn.outcomes:
             messages.append({"role": "assistant", "content": turn.text})
             break
         unrunnable = any(o.error and o.error.startswith("no executor") for o in turn.outcomes)
+        failed_in_a_row = failed_in_a_row + 1 if all(o.error for o in turn.outcomes) else 0
         ids = [f"call_{turn_index}_{i}" for i in range(len(turn.outcomes))]
         messages.append({"role": "assistant", "content": turn.text,
                          "tool_calls": [openai_tool_call(o.call["name"], o.call["arguments"], call_id)
