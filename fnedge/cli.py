@@ -54,22 +54,28 @@ def train(
 @app.command("export")
 def export_command(
     device: str = typer.Option(..., help="Device profile: rpi4, rpi5, android-arm64, laptop-x86."),
-    model: Optional[Path] = typer.Option(None, help="HF model folder (default: the built-in model)."),
+    model: Optional[Path] = typer.Option(None, help="HF model folder (default: the built-in model; with "
+                                                    "--adapter, the adapter's base if it is a local folder)."),
     quant: Optional[str] = typer.Option(None, help="Comma list of f32,f16,q8_0,q4_0,q4_k_m,q5_k_m,q6_k,"
-                                                   "onnx-fp32,onnx-int8,onnx-int4 (default: the device's)."),
+                                                   "onnx-fp32,onnx-int8,onnx-int4, or an onnx quant + '-ort' "
+                                                   "(ORT format, for ONNX Runtime Mobile) (default: the device's)."),
     out: Optional[Path] = typer.Option(None, help="Build folder (default: builds/DEVICE)."),
     eval_cases: Optional[Path] = typer.Option(None, "--eval-cases",
                                               help="Cases JSONL: score every artifact on it and record the "
                                                    "metrics in manifest.json (default: no evaluation)."),
+    adapter: Optional[Path] = typer.Option(None, help="peft LoRA adapter folder: merge it into the base model "
+                                                      "and export the merged model."),
 ) -> None:
-    """Export a model to a device build: GGUF artifacts, tokenizer, catalog and a checksummed manifest."""
+    """Export a model to a device build: GGUF/ONNX artifacts, tokenizer, catalog and a checksummed manifest."""
     from fnedge.export.build import export_build
     from fnedge.export.dev_metrics import format_headline
 
     # a progress bar only on a terminal: piped, rich leaves an empty line per artifact
     build = export_build(device, model_dir=model, quants=quant, out_dir=out, eval_cases=eval_cases,
-                         show_progress=sys.stderr.isatty())
+                         show_progress=sys.stderr.isatty(), adapter_dir=adapter)
     manifest = json.loads((build / "manifest.json").read_text())
+    if manifest["model"].get("merged"):
+        typer.echo(f"merged adapter {manifest['model']['adapter']['source']} into {manifest['model']['source']}")
     for artifact in manifest["artifacts"]:
         line = f"{build / artifact['file']}  {artifact['quant']}  {artifact['bytes'] / 1e6:.1f} MB"
         if "dev_metrics" in artifact:

@@ -16,7 +16,9 @@ from pathlib import Path
 from fnedge.errors import FnedgeError
 
 GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")  # K-quants by llama.cpp's quantizer
-KNOWN_QUANTS = GGUF_QUANTS + ("onnx-fp32", "onnx-int8", "onnx-int4")
+ONNX_QUANTS = ("onnx-fp32", "onnx-int8", "onnx-int4")
+ORT_QUANTS = tuple(f"{q}-ort" for q in ONNX_QUANTS)  # ORT format, for ONNX Runtime Mobile
+KNOWN_QUANTS = GGUF_QUANTS + ONNX_QUANTS + ORT_QUANTS
 
 
 @dataclass(frozen=True)

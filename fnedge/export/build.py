@@ -2,6 +2,8 @@
 
     builds/rpi4/
       model-q8_0.gguf      one GGUF per quant type (K-quants such as q4_k_m by llama.cpp's quantizer)
+      model-onnx-int8.onnx ONNX decoders with a KV cache (and `*-ort` quants: the same graph in
+                           ONNX Runtime's ORT format, model-onnx-int8.ort, for ONNX Runtime Mobile)
       tokenizer.json ...   the HF tokenizer files (for other runtimes)
       tools.json           the catalog the model was trained for
       fnedge.json          the model's training record
@@ -10,7 +12,9 @@
       README.md            how to run it with fnedge and with llama.cpp
 
 The build is assembled in a staging folder and renamed into place only when complete; the
-dev-set evaluation runs on the staged build, before it is renamed.
+dev-set evaluation runs on the staged build, before it is renamed. With `adapter_dir` (a peft LoRA
+adapter) the adapter is first merged into the base inside the staging folder, and that merged
+folder is exported like any model folder, then deleted (see adapter.py).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_
 COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "fnedge.json")
 GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0")  # written by gguf-py
 ONNX_QUANTS = ("onnx-fp32", "onnx-int8", "onnx-int4")
-ALL_QUANTS = GGUF_QUANTS + LLAMA_QUANTS + ONNX_QUANTS
+ORT_QUANTS = tuple(f"{q}-ort" for q in ONNX_QUANTS)  # the ONNX graph converted to the ORT format
+ALL_QUANTS = GGUF_QUANTS + LLAMA_QUANTS + ONNX_QUANTS + ORT_QUANTS
+MERGED_DIR = ".merged-model"  # inside the staging folder; dot-prefixed and deleted before the rename
 
 
 def default_model_dir() -> Path:
@@ -62,9 +68,14 @@ def parse_quants(text: str | None, device: DeviceProfile) -> list[str]:
 
 def export_build(device_name: str, model_dir: Path | None = None, quants: str | None = None,
                  out_dir: Path | None = None, eval_cases: Path | None = None,
-                 show_progress: bool = False) -> Path:
-    """Write the build; with `eval_cases` (a cases JSONL) also score every artifact on it."""
+                 show_progress: bool = False, adapter_dir: Path | None = None) -> Path:
+    """Write the build; with `eval_cases` (a cases JSONL) also score every artifact on it, and with
+    `adapter_dir` export the base (`model_dir`, else the adapter's own local base) merged with it."""
     device = get_device(device_name)
+    if adapter_dir is not None:
+        from fnedge.export.adapter import adapter_base_dir
+
+        model_dir = adapter_base_dir(Path(adapter_dir), Path(model_dir) if model_dir else None)
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     record = check_model_dir(model_dir)
     chosen = parse_quants(quants, device)
@@ -74,16 +85,24 @@ def export_build(device_name: str, model_dir: Path | None = None, quants: str | 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        artifacts = [write_gguf_artifact(model_dir, staging, q) if q in GGUF_QUANTS
-                     else write_llama_quant_artifact(model_dir, staging, q)
+        source, adapter = model_dir, None
+        if adapter_dir is not None:
+            from fnedge.export.adapter import merge_adapter
+
+            source = staging / MERGED_DIR
+            adapter = merge_adapter(Path(adapter_dir), model_dir, source)
+        artifacts = [write_gguf_artifact(source, staging, q) if q in GGUF_QUANTS
+                     else write_llama_quant_artifact(source, staging, q)
                      for q in chosen if q in GGUF_QUANTS or q in LLAMA_QUANTS]
-        artifacts += write_onnx_artifacts(model_dir, staging, [q for q in chosen if q in ONNX_QUANTS])
+        artifacts += write_onnx_artifacts(source, staging, [q for q in chosen if q in ONNX_QUANTS + ORT_QUANTS])
         for name in COPIED_FILES:
-            if (model_dir / name).is_file():
-                shutil.copyfile(model_dir / name, staging / name)
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
+        if adapter is not None:
+            shutil.rmtree(source)
         write_json_atomic(staging / "tools.json", _catalog_for(record))
-        write_text_atomic(staging / "README.md", _device_readme(device, artifacts[0]["file"]))
-        manifest = _manifest(device, model_dir, record, artifacts, staging)
+        write_text_atomic(staging / "README.md", _device_readme(device, artifacts))
+        manifest = _manifest(device, model_dir, record, artifacts, staging, adapter)
         write_json_atomic(staging / "manifest.json", manifest)
         if cases is not None:
             from fnedge.export.dev_metrics import add_dev_metrics
@@ -131,27 +150,45 @@ _RECORDED_ELSEWHERE = {"file", "format", "quant", "bytes", "sha256", "inputs", "
 
 
 def write_onnx_artifacts(model_dir: Path, staging: Path, quants: list[str]) -> list[dict[str, Any]]:
-    """fp32 ONNX with KV cache first; int8/int4 are quantized from it (fp32 kept only if asked)."""
+    """fp32 ONNX with KV cache first; int8/int4 are quantized from it, `*-ort` quants converted from
+    the ONNX file of the same name; every .onnx file is kept only if asked for."""
     if not quants:
         return []
     from fnedge.export.onnx_export import export_onnx, quantize_onnx
 
     fp32 = staging / "model-onnx-fp32.onnx"
-    export_info = export_onnx(model_dir, fp32)
-    artifacts = []
-    for quant in quants:
-        file = f"model-{quant}.onnx"
-        info = export_info if quant == "onnx-fp32" else quantize_onnx(fp32, staging / file, quant.removeprefix("onnx-"))
-        choices = {k: v for k, v in info.items() if k not in _RECORDED_ELSEWHERE}
-        if "quantized_matmuls" in info:
-            choices["quantized_matmuls"] = len(info["quantized_matmuls"])
-        quantizer = None if quant == "onnx-fp32" else {"name": "onnxruntime", "package": "onnxruntime",
-                                                       "version": _version("onnxruntime")}
-        artifacts.append({"file": file, "format": "onnx", "quant": quant, "quantizer": quantizer,
-                          "choices": choices})
-    if "onnx-fp32" not in quants:
-        fp32.unlink()
+    infos = {"onnx-fp32": export_onnx(model_dir, fp32)}
+    for base in dict.fromkeys(q.removesuffix("-ort") for q in quants):
+        if base != "onnx-fp32":
+            infos[base] = quantize_onnx(fp32, staging / f"model-{base}.onnx", base.removeprefix("onnx-"))
+    artifacts = [_onnx_artifact(q, infos[q]) if q in ONNX_QUANTS else _ort_artifact(q, infos, staging)
+                 for q in quants]
+    for base in infos:
+        if base not in quants:
+            (staging / f"model-{base}.onnx").unlink()
     return artifacts
+
+
+def _onnx_artifact(quant: str, info: dict[str, Any]) -> dict[str, Any]:
+    choices = {k: v for k, v in info.items() if k not in _RECORDED_ELSEWHERE}
+    if "quantized_matmuls" in info:
+        choices["quantized_matmuls"] = len(info["quantized_matmuls"])
+    quantizer = None if quant == "onnx-fp32" else {"name": "onnxruntime", "package": "onnxruntime",
+                                                   "version": _version("onnxruntime")}
+    return {"file": f"model-{quant}.onnx", "format": "onnx", "quant": quant, "quantizer": quantizer,
+            "choices": choices}
+
+
+def _ort_artifact(quant: str, infos: dict[str, dict[str, Any]], staging: Path) -> dict[str, Any]:
+    """The ONNX artifact of the same quant, converted. Its format stays "onnx" (onnxruntime loads
+    both kinds of file); `serialization` says which kind it is."""
+    from fnedge.export.ort_format import convert_to_ort
+
+    base = quant.removesuffix("-ort")
+    artifact = _onnx_artifact(base, infos[base])
+    file = f"model-{base}.ort"
+    artifact["choices"]["ort_conversion"] = convert_to_ort(staging / artifact["file"], staging / file)
+    return {**artifact, "file": file, "quant": quant, "serialization": "ort"}
 
 
 def _load_eval_cases(path: Path | None) -> list[Any] | None:
@@ -173,24 +210,28 @@ def _catalog_for(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _manifest(device: DeviceProfile, model_dir: Path, record: dict[str, Any],
-              artifacts: list[dict[str, Any]], staging: Path) -> dict[str, Any]:
+              artifacts: list[dict[str, Any]], staging: Path,
+              adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     files = {}
     for path in sorted(p for p in staging.iterdir() if p.is_file()):
         files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     for artifact in artifacts:
         artifact.update(bytes=files[artifact["file"]]["bytes"], sha256=files[artifact["file"]]["sha256"])
+    model = {
+        "preset": record.get("preset"),
+        "source": str(model_dir.name),
+        "source_sha256": sha256_file(model_dir / "model.safetensors"),
+        "catalog_sha256": record.get("catalog_sha256"),
+        "generalist": bool(record.get("generalist", False)),
+    }
+    if adapter is not None:  # the artifacts hold the base with this adapter merged in
+        model.update(merged=True, adapter=adapter)
     return {
         "format_version": 1,
         "name": staging.name.removesuffix(".partial"),
         "device": device.name,
         "primary": artifacts[0]["file"],
-        "model": {
-            "preset": record.get("preset"),
-            "source": str(model_dir.name),
-            "source_sha256": sha256_file(model_dir / "model.safetensors"),
-            "catalog_sha256": record.get("catalog_sha256"),
-            "generalist": bool(record.get("generalist", False)),
-        },
+        "model": model,
         # The device's context, but never past the positions the model was trained for.
         "runtime": {"threads": device.threads,
                     "context_length": min(device.context_length, _trained_positions(model_dir)),
@@ -214,19 +255,40 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _device_readme(device: DeviceProfile, primary: str) -> str:
-    return f"""# fnedge build for {device.name}
+def _device_readme(device: DeviceProfile, artifacts: list[dict[str, Any]]) -> str:
+    gguf = next((a["file"] for a in artifacts if a["format"] == "gguf"), None)
+    text = f"""# fnedge build for {device.name}
 
 {device.description}. Threads {device.threads}, context {device.context_length} tokens.
 
 With fnedge (checks every file against manifest.json first):
 
     fnedge run . "明天上海会下雨吗？"
-
+"""
+    if gguf:
+        text += f"""
 With llama.cpp (the chat template inside the GGUF renders the Hermes `<tool_call>` format):
 
-    llama-cli -m {primary} -t {device.threads} -c {device.context_length} -cnv --jinja
-    llama-server -m {primary} -t {device.threads} -c {device.context_length} --jinja
-
+    llama-cli -m {gguf} -t {device.threads} -c {device.context_length} -cnv --jinja
+    llama-server -m {gguf} -t {device.threads} -c {device.context_length} --jinja
+"""
+    if device.name == "android-arm64":
+        text += _android_section(device, [a["file"] for a in artifacts if a.get("serialization") == "ort"])
+    return text + """
 The model knows the tools in tools.json by training; it does not need their schemas in the prompt.
+"""
+
+
+def _android_section(device: DeviceProfile, ort_files: list[str]) -> str:
+    """On Android we suggest ONNX Runtime Mobile with an ORT-format file (see ort_format.py)."""
+    have = (f"This build has {', '.join(ort_files)}." if ort_files else
+            "This build has none: export with `--quant onnx-int8-ort`.")
+    return f"""
+Suggested on Android: ONNX Runtime Mobile (Maven `com.microsoft.onnxruntime:onnxruntime-android`)
+with an `.ort` file, the ONNX graph in ONNX Runtime's own format: it loads faster, and it is the
+one format reduced-size ONNX Runtime builds read. {have}
+Use an ONNX Runtime no older than the one that converted the file (in manifest.json, under the
+artifact's choices.ort_conversion). Create the session with {device.threads} intra-op threads.
+Inputs: input_ids, attention_mask and past_key_values.* (length 0 on the first call); outputs:
+logits and present.*, the next call's past. Tokenize with tokenizer.json; stop at <|im_end|>.
 """
