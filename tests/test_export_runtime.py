@@ -150,3 +150,21 @@ def test_kept_prefix_gives_the_same_replies_as_a_fresh_prefill(tiny_build):
         runs[reuse] = [backend.generate(p, 12).tokens for p in prompts]
     assert runs[True] == runs[False]
     assert all(runs[True])  # not vacuous: every reply has tokens
+
+
+def test_llama_cpp_renders_tools_with_the_gguf_chat_template(tiny_build):
+    """llama-cpp-python's own Jinja chat formatter, fed the template stored in the GGUF, renders
+    a request with tools exactly as training did."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from fnedge.chat_format import render
+
+    llm = Llama(model_path=str(tiny_build / "model-q8_0.gguf"), n_ctx=64, verbose=False)
+    template = llm.metadata["tokenizer.chat_template"]
+    tools = load_catalog(None).to_openai()[:3]
+    messages = [{"role": "user", "content": "明天上海会下雨吗？"}]
+    formatter = Jinja2ChatFormatter(template, eos_token="<|im_end|>", bos_token="")
+    rendered = formatter(messages=messages, tools=tools).prompt
+    assert rendered == render(messages, tools, add_generation_prompt=True)
+    assert '"name": "get_weather"' in rendered
