@@ -116,3 +116,27 @@ def test_cli_prints_the_metrics_per_artifact(tiny_model, cases_file, tmp_path):
     lines = [line for line in result.output.splitlines() if "model-q4_k_m.gguf" in line]
     assert len(lines) == 1 and "q4_k_m" in lines[0] and "function " in lines[0] and " ms" in lines[0]
     assert "dev_metrics" in json.loads((out / "manifest.json").read_text())["artifacts"][0]
+
+
+def test_parity_is_recorded_and_a_broken_float_export_is_refused(tiny_model, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from fnedge.export.parity import check_parity
+
+    build = export_build("rpi4", model_dir=tiny_model, quants="f16,q8_0", out_dir=tmp_path / "b")
+    manifest = json.loads((build / "manifest.json").read_text())
+    parity = {a["quant"]: a["parity"] for a in manifest["artifacts"]}
+    assert parity["f16"]["max_abs_logit_error"] < 0.05 and parity["f16"]["same_greedy_tokens"] == 4
+    assert parity["q8_0"]["prompts"] == 4
+    # The same artifacts checked against a model whose weights moved: the f16 file no longer matches.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model, other)
+    weights = load_file(other / "model.safetensors")
+    weights = {k: (v + 0.05 * torch.randn_like(v.float())).to(v.dtype) if v.ndim == 2 else v for k, v in weights.items()}
+    save_file(weights, other / "model.safetensors")
+    f16 = [a for a in manifest["artifacts"] if a["quant"] == "f16"]
+    with pytest.raises(FnedgeError, match="broken export"):
+        check_parity(other, build, f16, context_length=256)

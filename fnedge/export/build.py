@@ -7,8 +7,9 @@
       tokenizer.json ...   the HF tokenizer files (for other runtimes)
       tools.json           the catalog the model was trained for
       fnedge.json          the model's training record
-      manifest.json        every choice made (and which quantizer made it), the size and sha256 of
-                           every file, and with `eval_cases` each artifact's dev-set metrics
+      manifest.json        every choice made (and which quantizer made it), each artifact's parity
+                           with the torch model (parity.py), the size and sha256 of every file,
+                           and with `eval_cases` each artifact's dev-set metrics
       README.md            how to run it with fnedge and with llama.cpp
 
 The build is assembled in a staging folder and renamed into place only when complete; the
@@ -28,6 +29,7 @@ from typing import Any
 from fnedge import __version__
 from fnedge.devices import DeviceProfile, get_device
 from fnedge.errors import FnedgeError
+from fnedge.export.parity import check_parity
 from fnedge.io import sha256_file, write_json_atomic, write_text_atomic
 from fnedge.quantize.llama_quantizer import LLAMA_QUANTS
 
@@ -98,6 +100,8 @@ def export_build(device_name: str, model_dir: Path | None = None, quants: str | 
         for name in COPIED_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
+        check_parity(source, staging, artifacts,
+                     context_length=min(device.context_length, _trained_positions(source)))
         if adapter is not None:
             shutil.rmtree(source)
         write_json_atomic(staging / "tools.json", _catalog_for(record))

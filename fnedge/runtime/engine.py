@@ -62,7 +62,9 @@ class Assistant:
             from fnedge.runtime.llama_backend import LlamaBackend
             backend = LlamaBackend(build.path(chosen["file"]), n_threads=n_threads, n_ctx=build.context_length)
         guides = GuideFactory(build.root) if constrained else None
-        return cls(backend, build.catalog, generalist=build.generalist, guides=guides)
+        assistant = cls(backend, build.catalog, generalist=build.generalist, guides=guides)
+        assistant.warm_up()
+        return assistant
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path, threads: int | None = None,
@@ -75,6 +77,15 @@ class Assistant:
         backend = TorchBackend(model_dir, n_threads=threads)
         guides = GuideFactory(model_dir) if constrained else None
         return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)), guides=guides)
+
+    def warm_up(self) -> None:
+        """Prefill the prompt template up to the user's words once, at load: the backends keep a
+        shared prefix's KV cache, so no request prefills the template (system turn, tool schemas)."""
+        marker = "\x00"
+        template = self.prompt([{"role": "user", "content": marker}], self.catalog.to_openai())
+        prefix = self.backend.tokenize(template.split(marker, 1)[0])
+        if len(prefix) > 1:
+            self.backend.prefill(prefix)
 
     def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         # Schemas go into the prompt only for a generalist model; the default model knows its
