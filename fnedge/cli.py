@@ -111,8 +111,7 @@ def run(
     if reply.turn.text:
         typer.echo(reply.turn.text)
     for call in reply.turn.calls:
-        args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call["arguments"].items())
-        typer.echo(f"→ {call['name']}({args})")
+        typer.echo(_format_call(call))
     for problem in reply.problems:
         typer.echo(f"! invalid call: {problem}", err=True)
     typer.echo(f"({reply.latency_ms:.0f} ms)", err=True)
@@ -122,19 +121,75 @@ def run(
 def serve_command(
     build: Path = typer.Argument(..., help="Build folder made by 'fnedge export'."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
-    port: int = typer.Option(8080, help="TCP port (0: any free port)."),
+    port: int = typer.Option(8000, help="TCP port (0: any free port)."),  # server.DEFAULT_PORT
     artifact: Optional[str] = typer.Option(None, help="Artifact file in the build (default: primary)."),
     threads: Optional[int] = typer.Option(None, help="Threads (default: the device's, capped at this machine's cores)."),
 ) -> None:
-    """Serve the build over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models)."""
+    """Serve the build over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models);
+    the model's id is the build's name."""
     from fnedge.runtime.server import serve
 
     serve(build, host=host, port=port, artifact=artifact, threads=threads,
           log=lambda message: typer.echo(message, err=True))
 
 
+@app.command()
+def chat(
+    build: Path = typer.Argument(..., help="Build folder made by 'fnedge export'."),
+    workspace: Path = typer.Option(Path("workspace"), help="Folder save_file writes into."),
+    artifact: Optional[str] = typer.Option(None, help="Artifact file in the build (default: primary)."),
+    threads: Optional[int] = typer.Option(None, help="Threads (default: the device's, capped at this machine's cores)."),
+    grammar: bool = typer.Option(True, "--grammar/--no-grammar",
+                                 help="Decode calls under the catalog's call grammar (default on)."),
+) -> None:
+    """Talk with a build, one line at a time: replies stream, calls run with the built-in executors
+    (save_file, calculate, convert_units) and the conversation is kept. Ctrl-D, Ctrl-C or 'exit' ends it."""
+    from fnedge.runtime.builtin_tools import builtin_executors
+    from fnedge.runtime.engine import Assistant
+
+    assistant = Assistant.from_build(build, artifact=artifact, threads=threads, constrained=grammar)
+    executors = builtin_executors(workspace)
+    interactive = sys.stdin.isatty()  # piped input gets no prompts in its output
+    if interactive:
+        typer.echo("Ctrl-D or 'exit' ends the chat.", err=True)
+    history: list[dict] = []
+    while True:
+        try:
+            text = input("> " if interactive else "").strip()
+            if text in ("exit", "quit"):
+                break
+            if not text:
+                continue
+            messages = _fit_context(assistant, history + [{"role": "user", "content": text}])
+            history = _converse(assistant, messages, executors)
+        except (EOFError, KeyboardInterrupt):
+            if interactive:
+                typer.echo("")
+            break
+        except FnedgeError as e:  # one bad request (say, over the context) does not end the chat
+            typer.echo(f"fnedge: error: {e}", err=True)
+
+
+def _fit_context(assistant, messages: list[dict]) -> list[dict]:
+    """Drop the oldest exchanges until the prompt fills at most half the context: the other half
+    is for the reply, tool results and the turns after them, and a small model's context is short."""
+    limit = assistant.backend.n_ctx // 2
+    while True:
+        starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
+        if len(starts) < 2 or len(assistant.backend.tokenize(assistant.prompt(messages))) <= limit:
+            return messages
+        messages = messages[:starts[0]] + messages[starts[1]:]
+
+
 def _run_and_execute(assistant, text: str, workspace: Path) -> None:
     from fnedge.runtime.builtin_tools import builtin_executors
+
+    _converse(assistant, [{"role": "user", "content": text}], builtin_executors(workspace))
+
+
+def _converse(assistant, messages: list[dict], executors: dict) -> list[dict]:
+    """Answer the last user message with run_conversation: text streamed, each call printed as it
+    closes, results and timings after. Returns the conversation with the new turns appended."""
     from fnedge.runtime.stream_parser import CallEnd, TextDelta
     from fnedge.runtime.tools import run_conversation
 
@@ -142,11 +197,9 @@ def _run_and_execute(assistant, text: str, workspace: Path) -> None:
         if isinstance(event, TextDelta):
             typer.echo(event.text, nl=False)
         elif isinstance(event, CallEnd):
-            args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in event.call["arguments"].items())
-            typer.echo(f"\n→ {event.call['name']}({args})")
+            typer.echo("\n" + _format_call(event.call))
 
-    _, turns = run_conversation(assistant, [{"role": "user", "content": text}], builtin_executors(workspace),
-                                on_event=show)
+    messages, turns = run_conversation(assistant, messages, executors, on_event=show)
     typer.echo("")
     for turn in turns:
         for outcome in turn.outcomes:
@@ -155,6 +208,12 @@ def _run_and_execute(assistant, text: str, workspace: Path) -> None:
             result = json.dumps(outcome.result, ensure_ascii=False) if outcome.error is None else outcome.error
             typer.echo(f"  {outcome.call['name']}: {when}: {result}", err=True)
         typer.echo(f"({turn.total_ms:.0f} ms)", err=True)
+    return messages
+
+
+def _format_call(call: dict) -> str:
+    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call["arguments"].items())
+    return f"→ {call['name']}({args})"
 
 
 @app.command("eval")

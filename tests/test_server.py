@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import json
+import random
+import socket
 import threading
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from fnedge.catalog import load_catalog
 from fnedge.chat_format import TEXT_REFERENCE
 from fnedge.export.build import export_build
-from fnedge.runtime.engine import Assistant
-from fnedge.runtime.openai_chat import completion_chunks
-from fnedge.runtime.server import make_server
+from fnedge.runtime.openai_chat import BadRequest, ChatRequest, completion_chunks
+from fnedge.runtime.server import DEFAULT_PORT, ChatService, open_server
 from fnedge.runtime.stream_parser import CallEnd, CallError, TextDelta
 
 WEATHER = [{"role": "user", "content": "明天上海会下雨吗？"}]
+CATALOG = load_catalog(None)  # what the built-in model was trained for
+WEATHER_TOOL = CATALOG["get_weather"].to_openai()
+FOREIGN_TOOL = {"type": "function", "function": {"name": "book_flight", "description": "Book a flight.",
+                                                 "parameters": {"type": "object", "properties": {}}}}
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     build = export_build("rpi4", model_dir=None, quants="q8_0", out_dir=tmp_path_factory.mktemp("b") / "rpi4")
-    assistant = Assistant.from_build(build, threads=1)  # one thread: the test machine is shared
-    server = make_server(assistant, "rpi4/model-q8_0.gguf", port=0)
+    server = open_server(build, port=0, threads=1)  # one thread: the test machine is shared
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -82,7 +88,8 @@ def test_health_and_models(base_url):
     assert status == 200 and json.loads(text)["status"] == "ok"
     status, _, text = http(base_url + "/v1/models")
     assert status == 200
-    assert [m["id"] for m in json.loads(text)["data"]] == ["rpi4/model-q8_0.gguf"]
+    assert [m["id"] for m in json.loads(text)["data"]] == ["rpi4"]  # the build's name
+    assert DEFAULT_PORT == 8000
 
 
 def test_weather_question_returns_a_tool_call(base_url):
@@ -187,7 +194,23 @@ def test_bad_json_is_a_400_with_a_message(base_url):
     ({"messages": WEATHER, "stream": "yes"}, "'stream'"),
     ({"messages": WEATHER, "max_tokens": 0}, "'max_tokens'"),
     ({"messages": WEATHER, "tools": {"name": "x"}}, "'tools'"),
+    ({"messages": WEATHER, "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
+    ({"messages": WEATHER, "tools": [{"name": "get_weather"}]}, "tools[0]"),
     ([WEATHER], "JSON object"),
+    ({"messages": WEATHER, "max_token": 5}, "'max_token'"),  # a misspelt option is not ignored
+    ({"messages": WEATHER, "temperature": "hot"}, "'temperature'"),
+    ({"messages": WEATHER, "n": 2}, "'n'"),
+    ({"messages": WEATHER, "max_tokens": 10**9}, "'max_tokens'"),
+    ({"messages": [{"role": "user", "content": "\ud800"}]}, "surrogate"),
+    ({"messages": WEATHER, "tool_choice": "always"}, "'tool_choice'"),
+    ({"messages": WEATHER, "tools": [], "tool_choice": "required"}, "'tools' is empty"),
+    ({"messages": WEATHER, "tool_choice": 1}, "'tool_choice'"),
+    ({"messages": WEATHER, "tool_choice": {"type": "function"}}, "'tool_choice'"),
+    ({"messages": WEATHER, "tool_choice": {"type": "function", "function": {"name": 7}}}, "'tool_choice'"),
+    ({"messages": WEATHER, "tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {
+        "name": "save_file"}}}, "'save_file', which is not in 'tools'"),
+    ({"messages": WEATHER, "tool_choice": {"type": "function", "function": {"name": "book_flight"}}},
+     "tool_choice names 'book_flight'"),  # no tools sent: checked against the build's catalog
 ])
 def test_wrong_requests_name_what_is_wrong(base_url, body, named):
     status, _, text = http(base_url + "/v1/chat/completions", json.dumps(body).encode("utf-8"))
@@ -240,3 +263,233 @@ def test_problems_are_reported_in_the_last_chunk():
                                                           'malformed call: {"name": "get_wea']
     assert _events_to_chunks([TextDelta("你好")])["last"] == {
         "index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+
+
+# --- tool_choice and the request's tools -------------------------------------------------------
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_tool_choice_none_answers_in_text(base_url, streamed):
+    body = {"messages": WEATHER, "tool_choice": "none"}
+    if streamed:
+        reply = reassemble(stream(base_url, **body)[0])
+        calls, finish = reply["calls"], reply["finish_reason"]
+    else:
+        status, whole = chat(base_url, **body)
+        assert status == 200, whole
+        calls, finish = whole["choices"][0]["message"].get("tool_calls", []), whole["choices"][0]["finish_reason"]
+    assert calls == [] and finish == "stop"
+
+
+def test_a_named_tool_choice_forces_that_call(base_url):
+    status, body = chat(base_url, messages=[{"role": "user", "content": "明天北京天气怎么样"}],
+                        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert status == 200, body
+    assert [name for name, _ in functions(body["choices"][0]["message"]["tool_calls"])] == ["get_weather"]
+
+
+def test_an_empty_tools_list_means_nothing_to_call(base_url):
+    status, body = chat(base_url, messages=WEATHER, tools=[])
+    assert status == 200 and "tool_calls" not in body["choices"][0]["message"]
+
+
+def test_tools_from_the_catalog_may_be_a_subset(base_url):
+    status, body = chat(base_url, messages=WEATHER, tools=[WEATHER_TOOL])
+    assert status == 200, body
+    assert functions(body["choices"][0]["message"]["tool_calls"])[0][0] == "get_weather"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_tool_the_build_was_not_trained_for_is_refused(base_url, streamed):
+    status, _, text = http(base_url + "/v1/chat/completions", json.dumps(
+        {"messages": WEATHER, "tools": [WEATHER_TOOL, FOREIGN_TOOL], "stream": streamed}).encode("utf-8"))
+    assert status == 400, text
+    message = json.loads(text)["error"]["message"]
+    assert "tools[1]" in message and "'book_flight'" in message and "catalog" in message
+    assert "get_weather" in message  # what it does know
+
+
+def test_a_generalist_build_takes_any_tool():
+    def check(generalist: bool) -> None:
+        assistant = SimpleNamespace(generalist=generalist, catalog=CATALOG, backend=SimpleNamespace(n_ctx=512))
+        ChatService(assistant, "m")._check(ChatRequest(messages=WEATHER, tools=[FOREIGN_TOOL], stream=False,
+                                                       max_tokens=None))
+
+    check(generalist=True)  # it reads the schemas from the prompt
+    with pytest.raises(BadRequest, match="book_flight"):
+        check(generalist=False)
+
+
+# --- the official openai client -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(base_url):
+    openai = pytest.importorskip("openai", reason="the openai package is not installed (pip install -e .[test])")
+    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_openai_client_lists_the_build(client):
+    assert [m.id for m in client.models.list()] == ["rpi4"]
+
+
+def test_openai_client_gets_a_tool_call(client):
+    response = client.chat.completions.create(model="rpi4", messages=WEATHER, tools=[WEATHER_TOOL])
+    choice = response.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] == "上海"
+    assert response.model == "rpi4" and response.usage.completion_tokens > 0
+
+
+def test_openai_client_reassembles_a_streamed_call(client):
+    whole = client.chat.completions.create(model="rpi4", messages=WEATHER, tools=[WEATHER_TOOL])
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    for chunk in client.chat.completions.create(model="rpi4", messages=WEATHER, tools=[WEATHER_TOOL],
+                                                stream=True):
+        choice = chunk.choices[0]
+        for delta in choice.delta.tool_calls or []:  # a client appends argument pieces by index
+            call = calls.setdefault(delta.index, {"name": "", "arguments": ""})
+            call["name"] += delta.function.name or ""
+            call["arguments"] += delta.function.arguments or ""
+        finish = choice.finish_reason or finish
+    expected = [(c.function.name, json.loads(c.function.arguments)) for c in whole.choices[0].message.tool_calls]
+    assert [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())] == expected
+    assert expected[0][0] == "get_weather" and finish == "tool_calls"
+
+
+def test_openai_client_tool_choice_none_gets_no_call(client):
+    response = client.chat.completions.create(model="rpi4", messages=WEATHER, tools=[WEATHER_TOOL],
+                                              tool_choice="none")
+    assert not response.choices[0].message.tool_calls
+    assert response.choices[0].finish_reason == "stop"
+
+
+def test_openai_client_sees_a_refusal_as_a_bad_request(client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="book_flight"):
+        client.chat.completions.create(model="rpi4", messages=WEATHER, tools=[FOREIGN_TOOL])
+
+
+# --- robustness ---------------------------------------------------------------------------------
+
+def raw_exchange(base_url: str, data: bytes) -> tuple[int, bytes]:
+    """Send bytes as they are, read the answer to the end: (status, body). A connection the
+    server drops without an answer fails here."""
+    port = urlsplit(base_url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # all sent: a body shorter than its Content-Length ends here
+        response = b""
+        while piece := sock.recv(1 << 16):
+            response += piece
+    head, _, body = response.partition(b"\r\n\r\n")
+    words = head.split(b"\r\n", 1)[0].split()
+    assert len(words) >= 2 and words[0].startswith(b"HTTP/"), f"no HTTP answer: {response[:200]!r}"
+    return int(words[1]), body
+
+
+def http_bytes(body: bytes | str, method: str = "POST", path: str = "/v1/chat/completions",
+               **headers: str | None) -> bytes:
+    """An HTTP request; a header given as None is left out (names use _ for -)."""
+    body = body.encode("utf-8") if isinstance(body, str) else body
+    fields = {"Host": "localhost", "Content-Type": "application/json", "Content-Length": str(len(body)),
+              **{k.replace("_", "-"): v for k, v in headers.items()}}
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items() if v is not None]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+GOOD = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+WRONG_VALUES = {  # none of these is a valid value for its field
+    "messages": [None, 1, "hi", {}, [], [1], [{"role": "user"}], [{"content": "hi"}]],
+    "stream": [1, "true", [], {}], "max_tokens": [0, -1, 1.5, "4", True, [4]],
+    "tools": [1, "get_weather", {}, [1], [{"type": "function"}], [{"type": "x", "function": {"name": "a"}}]],
+    "tool_choice": [1, "always", [], {}, {"type": "function", "function": {"name": None}}],
+    "temperature": ["hot", True, []], "model": [1, [], {}], "n": [0, 2, "1"], "stop": [1, {}],
+}
+
+
+def _malformed(rng: random.Random) -> list[tuple[str, bytes]]:
+    """One malformed request of each kind, its details drawn from rng."""
+    good = json.dumps(GOOD)
+    field = rng.choice(sorted(WRONG_VALUES))
+    deep = rng.randint(2000, 60000)
+    return [
+        ("random bytes", http_bytes(rng.randbytes(rng.randint(1, 3000)))),
+        ("truncated JSON", http_bytes(good[:rng.randint(1, len(good) - 1)])),
+        (f"wrong type for {field}", http_bytes(json.dumps({**GOOD, field: rng.choice(WRONG_VALUES[field])}))),
+        ("huge number", http_bytes(rng.choice([
+            '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1' + "0" * 5000 + "}",
+            '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1e999}',
+            json.dumps({**GOOD, "max_tokens": rng.randint(10**6, 10**40)}),
+            json.dumps({**GOOD, "max_tokens": -rng.randint(1, 10**40)}),
+            json.dumps({**GOOD, "n": rng.randint(2, 10**30)}),
+            json.dumps({"messages": [{"role": "user", "content": rng.randint(0, 10**30)}]})]))),
+        ("unknown field", http_bytes(json.dumps({**GOOD, "x" + rng.randbytes(4).hex(): rng.random()}))),
+        ("wrong content type", http_bytes(good, Content_Type=rng.choice(
+            [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+             "application/jsonx", "json"]))),
+        ("bad Content-Length", http_bytes(good, Content_Length=rng.choice([None, "abc", "-5", "1e3", "", "0x10"]))),
+        ("body shorter than its Content-Length", http_bytes(good, Content_Length=str(len(good) + rng.randint(1, 99)))),
+        ("body over the limit", http_bytes(good, Content_Length=str(rng.randint(2 << 20, 10**12)))),
+        ("chunked body", http_bytes(f"{len(good):x}\r\n{good}\r\n0\r\n\r\n", Content_Length=None,
+                                    Transfer_Encoding="chunked")),
+        ("wrong method or path", http_bytes(good, method=rng.choice(["GET", "PUT", "DELETE", "PATCH", "FOO"]),
+                                            path=rng.choice(["/v1/chat/completions", "/v1/embeddings", "/x"]))),
+        ("deeply nested JSON", http_bytes(rng.choice(["[", '{"a":']) * deep)),
+        ("garbled request line", rng.choice([b"\x00\xff\xfe garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
+                                             b"POST /v1/chat/completions HTTP/2.0\r\n\r\n",
+                                             b"POST /v1/chat/completions FTP/1.0\r\n\r\n"])),
+        ("unpaired surrogate", http_bytes('{"messages": [{"role": "user", "content": "\\udc00' + "x" * rng.randint(0, 9)
+                                          + '"}]}')),
+        ("a tool the build does not know", http_bytes(json.dumps({**GOOD, "tools": [FOREIGN_TOOL]}))),
+        ("prompt over the context", http_bytes(json.dumps({**GOOD, "messages": [
+            {"role": "user", "content": "天气" * rng.randint(600, 3000)}], "stream": rng.random() < 0.5}))),
+        ("a call with unreadable arguments", http_bytes(json.dumps({**GOOD, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+                "name": "get_weather",
+                "arguments": rng.choice(["{", "[" * deep, '{"a": 1' + "0" * 5000 + "}"])}}]}]}))),
+    ]
+
+
+def test_malformed_requests_get_a_4xx_never_a_5xx_or_a_dropped_connection(base_url):
+    rng = random.Random(20240611)
+    cases: list[tuple[str, bytes]] = []
+    while len(cases) < 200:
+        cases += _malformed(rng)
+    failures = []
+    for label, data in cases[:200]:
+        status, body = raw_exchange(base_url, data)
+        if not 400 <= status < 500 or b'"error"' not in body:
+            failures.append(f"{label}: {status} {body[:120]!r}")
+    assert not failures, "\n".join(failures)
+    assert http(base_url + "/health")[0] == 200
+
+
+def test_fifty_concurrent_requests_all_get_a_completion(base_url):
+    texts = ["hi", "明天上海会下雨吗？", "把客厅的灯关了", "3乘以7等于几"]
+    results: list[Any] = [None] * 50
+
+    def ask(i: int) -> None:  # every fifth request streamed; a failed assertion leaves None
+        body = {"messages": [{"role": "user", "content": texts[i % len(texts)]}], "max_tokens": 8}
+        results[i] = stream(base_url, **body)[0] if i % 5 == 0 else chat(base_url, **body)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for i, result in enumerate(results):
+        assert result is not None, f"request {i} got no answer"
+        if i % 5 == 0:
+            assert reassemble(result)["finish_reason"] in ("stop", "tool_calls")
+            continue
+        status, body = result
+        assert status == 200, body
+        choice = body["choices"][0]
+        assert body["object"] == "chat.completion" and choice["finish_reason"] in ("stop", "tool_calls")
+        assert choice["message"]["role"] == "assistant" and 0 < body["usage"]["completion_tokens"] <= 8
+    assert http(base_url + "/health")[0] == 200

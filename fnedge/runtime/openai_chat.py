@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,36 @@ from fnedge.runtime.engine import Reply
 from fnedge.runtime.stream_parser import CallEnd, CallError, Event, TextDelta
 
 ROLES = ("system", "user", "assistant", "tool")
+TOOL_CHOICES = ("auto", "none", "required")
+TOOL_CHOICE_SHAPE = '"auto", "none", "required" or {"type": "function", "function": {"name": ...}}'
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON true is no number
+
+
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "a string": lambda v: isinstance(v, str),
+    "a number": _number,
+    "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "true or false": lambda v: isinstance(v, bool),
+    "an object": lambda v: isinstance(v, dict),
+    "a list": lambda v: isinstance(v, list),
+    "a string or a list": lambda v: isinstance(v, (str, list)),
+}
+# Fields of OpenAI's request that the runtime reads no further than their type: it decodes
+# greedily, under the call grammar, one choice. A field neither here nor in READ_FIELDS is
+# refused, so a misspelt option is an error rather than an option silently doing nothing.
+IGNORED_FIELDS: dict[str, str] = {
+    "model": "a string", "temperature": "a number", "top_p": "a number", "n": "an integer",
+    "stop": "a string or a list", "presence_penalty": "a number", "frequency_penalty": "a number",
+    "logit_bias": "an object", "logprobs": "true or false", "top_logprobs": "an integer", "user": "a string",
+    "seed": "an integer", "response_format": "an object", "parallel_tool_calls": "true or false",
+    "stream_options": "an object", "metadata": "an object", "store": "true or false", "service_tier": "a string",
+    "modalities": "a list", "reasoning_effort": "a string", "prompt_cache_key": "a string",
+    "safety_identifier": "a string", "verbosity": "a string",
+}
+READ_FIELDS = ("messages", "tools", "tool_choice", "stream", "max_tokens", "max_completion_tokens")
 
 
 class BadRequest(Exception):
@@ -37,8 +67,7 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None
     stream: bool
     max_tokens: int | None
-    # Sampling options (temperature, top_p, ...) and tool_choice are accepted and ignored:
-    # the runtime decodes greedily, under the call grammar.
+    tool_choice: str | dict[str, Any] = "auto"  # checked for shape; the engine checks the name
 
 
 def error_body(message: str, kind: str) -> dict[str, Any]:
@@ -46,30 +75,104 @@ def error_body(message: str, kind: str) -> dict[str, Any]:
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as e:
-        raise BadRequest(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except ValueError:  # bytes that are not UTF-8/16/32
-        raise BadRequest("request body is not valid JSON: it is not UTF-8 text") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
+    data = _json_object(body)
+    unknown = [k for k in data if k not in READ_FIELDS and k not in IGNORED_FIELDS]
+    if unknown:
+        raise BadRequest(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}: "
+                         f"not a chat-completions request field this server accepts")
+    for key, kind in IGNORED_FIELDS.items():
+        if data.get(key) is not None and not _KINDS[kind](data[key]):  # null: as if not sent
+            raise BadRequest(f"'{key}' must be {kind}")
+    if data.get("n") not in (None, 1):
+        raise BadRequest("'n' must be 1: the server writes one choice")
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise BadRequest("'messages' must be a non-empty list of messages")
     messages = [_message(m, f"messages[{i}]", first=i == 0) for i, m in enumerate(raw_messages)]
-    tools = data.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise BadRequest("'tools' must be a list of tool objects")
+    tools = _tools(data.get("tools"))
+    tool_choice = _tool_choice(data.get("tool_choice"), tools)
+    if tools == []:  # nothing offered: nothing may be called
+        if tool_choice not in ("auto", "none"):
+            raise BadRequest("'tool_choice' asks for a call, but 'tools' is empty")
+        tools, tool_choice = None, "none"
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false")
+    return ChatRequest(messages=messages, tools=tools, stream=stream, max_tokens=_max_tokens(data),
+                       tool_choice=tool_choice)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except UnicodeDecodeError:  # bytes that are not UTF-8/16/32
+        raise BadRequest("request body is not valid JSON: it is not UTF-8 text") from None
+    except ValueError as e:  # an integer over Python's digit limit
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadRequest("request body is not valid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:  # a \ud800-style escape decodes to half a character, which no reply could echo
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("request body holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)") from None
+    return data
+
+
+def _max_tokens(data: dict[str, Any]) -> int | None:
     # newer clients send max_completion_tokens, older ones max_tokens
-    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
-        raise BadRequest("'max_tokens' must be a positive integer")
-    return ChatRequest(messages=messages, tools=tools, stream=stream, max_tokens=max_tokens)
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = data.get(key)
+        if value is None:
+            continue
+        if not _KINDS["an integer"](value) or value < 1:
+            raise BadRequest(f"'{key}' must be a positive integer")
+        return value
+    return None
+
+
+def _tools(raw: Any) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("'tools' must be a list of tool objects")
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise BadRequest(f'tools[{i}] must be {{"type": "function", "function": {{"name": ..., ...}}}}')
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise BadRequest(f"tools[{i}].function.name must be a non-empty string")
+    return raw
+
+
+def _tool_choice(raw: Any, tools: list[dict[str, Any]] | None) -> str | dict[str, Any]:
+    if raw is None:
+        return "auto"
+    if isinstance(raw, str) and raw in TOOL_CHOICES:
+        return raw
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not (isinstance(raw, dict) and raw.get("type") == "function" and isinstance(function, dict)
+            and isinstance(function.get("name"), str)):
+        raise BadRequest(f"'tool_choice' must be {TOOL_CHOICE_SHAPE}")
+    name = function["name"]
+    if tools is not None and name not in [t["function"]["name"] for t in tools]:
+        raise BadRequest(f"'tool_choice' names '{name}', which is not in 'tools'")
+    return {"type": "function", "function": {"name": name}}
+
+
+def require_trained_tools(tools: list[dict[str, Any]] | None, catalog: Catalog) -> None:
+    """A build that is not a generalist never reads tool schemas from the request: it calls the
+    tools it was trained for. A tool outside that catalog could never be called correctly, so it
+    is refused; a subset of the catalog is fine."""
+    for i, tool in enumerate(tools or []):
+        name = tool["function"]["name"]
+        if name not in catalog:
+            raise BadRequest(f"tools[{i}]: '{name}' is not a tool this build was trained for. It knows only "
+                             f"its catalog ({', '.join(catalog.names)}) and does not read tool schemas from "
+                             f"the request (a generalist build does)")
 
 
 def _message(raw: Any, where: str, first: bool) -> dict[str, Any]:
@@ -114,7 +217,7 @@ def _tool_call(raw: Any, where: str) -> dict[str, Any]:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or JSON that Python will not read
             arguments = None
     if not isinstance(arguments, dict):
         raise BadRequest(f"{where}.function.arguments must be a JSON object (or a string holding one)")
