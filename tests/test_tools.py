@@ -144,3 +144,11 @@ def test_tool_choice_none_required_and_named(default_assistant):
     assert [c["name"] for c in named.turn.calls] == ["search_hotels"] and not named.problems
     with pytest.raises(FnedgeError, match="not among the tools"):
         default_assistant.respond(weather, tool_choice={"type": "function", "function": {"name": "fly"}})
+
+
+def test_a_request_listing_some_tools_can_call_only_those(default_assistant):
+    catalog = default_assistant.catalog
+    only_hotels = [catalog["search_hotels"].to_openai()]
+    reply = default_assistant.respond([{"role": "user", "content": "明天上海会下雨吗？"}], tools=only_hotels)
+    assert all(c["name"] == "search_hotels" for c in reply.turn.calls)
+    assert default_assistant.catalog_for(None) is catalog

@@ -115,11 +115,16 @@ class Assistant:
         yield from parser.close()
 
     def catalog_for(self, tools: list[dict[str, Any]] | None) -> Catalog:
-        """The tools a request may call: its own for a generalist model, else the trained catalog."""
-        if tools is not None and self.generalist:
+        """The tools a request may call: its own for a generalist model; else the trained catalog,
+        narrowed to the tools the request lists when it lists some the model knows."""
+        if tools is None:
+            return self.catalog
+        if self.generalist:
             from fnedge.catalog import parse_catalog
             return parse_catalog(tools, source="request tools")
-        return self.catalog
+        names = [(t.get("function") or t).get("name") for t in tools if isinstance(t, dict)]
+        known = tuple(self.catalog[n] for n in dict.fromkeys(names) if n in self.catalog)
+        return Catalog(known, source=self.catalog.source) if known else self.catalog
 
     def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  tool_choice: str | dict[str, Any] = "auto"):
