@@ -24,7 +24,8 @@ def _mount_data_commands() -> None:
 @app.command()
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, data, tokenizer, final model)."),
-    preset: Optional[str] = typer.Option(None, help="Model preset: fc-nano, fc-micro (default), minimind-26m."),
+    preset: Optional[str] = typer.Option(None, help="Model preset: fc-nano, fc-micro (default), minimind-26m "
+                                                    "(ignored with --lora)."),
     config: Optional[Path] = typer.Option(None, help="YAML training config; flags below override it."),
     catalog: Optional[Path] = typer.Option(None, help="Tool catalog JSON (default: the built-in one)."),
     data: Optional[Path] = typer.Option(None, help="Conversations JSONL to train on (default: generate)."),
@@ -32,22 +33,39 @@ def train(
     epochs: Optional[float] = typer.Option(None, help="Passes over the training data."),
     seed: Optional[int] = typer.Option(None, help="Model init and data-order seed."),
     threads: Optional[int] = typer.Option(None, help="Torch threads (default: all cores)."),
+    lora: bool = typer.Option(False, "--lora", help="Adapt a pretrained base with LoRA instead of training from "
+                                                    "scratch (LoRA settings: the config's 'lora' mapping)."),
+    base: Optional[Path] = typer.Option(None, help="LoRA base: an HF model folder or a .gguf file "
+                                                   "(default: the built-in model)."),
     fresh: bool = typer.Option(False, help="Discard an existing run in --out and start over."),
 ) -> None:
-    """Train a model from scratch on CPU (resumes automatically if --out holds an interrupted run)."""
+    """Train a model from scratch on CPU, or adapt a pretrained base with --lora (either resumes
+    automatically if --out holds an interrupted run)."""
     import shutil
 
     from fnedge.train.config import TrainConfig
+    from fnedge.train.lora import train_lora
     from fnedge.train.trainer import train as run_training
 
     settings = TrainConfig.load(config).to_dict() if config else {}
+    if lora and settings.get("lora") is None:
+        settings["lora"] = {}  # every LoRA default
+    adapting = settings.get("lora") is not None
+    if base is not None:
+        if not adapting:
+            raise FnedgeError("--base is the base of a LoRA run: add --lora")
+        settings["base"] = str(base)
+    if adapting and preset is not None:
+        typer.echo("fnedge: --preset is ignored with --lora (the base defines the model)", err=True)
+        preset = None
     overrides = {"preset": preset, "catalog": str(catalog) if catalog else None, "data": str(data) if data else None,
                  "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     train_config = TrainConfig.from_dict(settings, source=str(config or "flags"))
     if fresh and out.exists():
         shutil.rmtree(out)
-    model_dir = run_training(train_config, out, command="fnedge " + shlex.join(sys.argv[1:]))
+    runner = train_lora if adapting else run_training
+    model_dir = runner(train_config, out, command="fnedge " + shlex.join(sys.argv[1:]))
     typer.echo(f"model written to {model_dir}")
 
 

@@ -3,13 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fnedge.errors import FnedgeError
+
+
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraSettings:
+    """The `lora:` mapping of a training config: adapt a pretrained base instead of training from scratch."""
+    rank: int = 16
+    alpha: float = 32.0                # updates are scaled by alpha / rank
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str) -> "LoraSettings":
+        if raw is True:  # `lora: true`: every default
+            raw = {}
+        if not isinstance(raw, dict):
+            raise FnedgeError(f"{source}: 'lora' must be a mapping of LoRA settings (or true)")
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise FnedgeError(f"{source}: unknown LoRA setting(s) {sorted(unknown)}")
+        settings = cls(**raw)
+        if not isinstance(settings.rank, int) or isinstance(settings.rank, bool) or settings.rank <= 0:
+            raise FnedgeError(f"{source}: 'lora.rank' must be a positive integer")
+        if not (isinstance(settings.alpha, (int, float)) and settings.alpha > 0):
+            raise FnedgeError(f"{source}: 'lora.alpha' must be a positive number")
+        if not (isinstance(settings.dropout, (int, float)) and 0 <= settings.dropout < 1):
+            raise FnedgeError(f"{source}: 'lora.dropout' must be a number from 0 up to (not including) 1")
+        modules = settings.target_modules
+        if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
+            raise FnedgeError(f"{source}: 'lora.target_modules' must be a non-empty list of module names")
+        return settings
 
 
 @dataclass
@@ -37,6 +70,9 @@ class TrainConfig:
     threads: int = 0                   # 0: torch's default
     save_dtype: str = "float16"        # the finished model's weights (halves the file; exports read it)
     precision: str = "auto"            # bf16 autocast where the CPU has bf16 units (~1.8x here), else fp32
+    # LoRA runs (fnedge/train/lora.py) adapt `base` instead of training `preset`; vocab_size is unused.
+    lora: LoraSettings | None = None
+    base: str | None = None            # HF model folder or .gguf file; None: the built-in default model
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -55,6 +91,8 @@ class TrainConfig:
         unknown = set(raw) - set(known)
         if unknown:
             raise FnedgeError(f"{source}: unknown training setting(s) {sorted(unknown)}")
+        lora = raw.get("lora")
+        raw = {**raw, "lora": None if lora is None or lora is False else LoraSettings.from_dict(lora, source)}
         config = cls(**raw)
         config.validate(source)
         return config
@@ -74,6 +112,10 @@ class TrainConfig:
             raise FnedgeError(f"{source}: 'precision' must be auto, bf16 or fp32")
         if self.batch_tokens < self.max_tokens:
             raise FnedgeError(f"{source}: 'batch_tokens' must be at least 'max_tokens'")
+        if self.base is not None and self.lora is None:
+            raise FnedgeError(f"{source}: 'base' is only used by LoRA runs (add a 'lora' mapping or --lora)")
+        if self.base is not None and not isinstance(self.base, str):
+            raise FnedgeError(f"{source}: 'base' must be a path (an HF model folder or a .gguf file)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

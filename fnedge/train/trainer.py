@@ -60,22 +60,40 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
         torch.set_num_threads(config.threads)
     train_records, dev_records = prepare_data(config, run_dir)
     tokenizer = prepare_tokenizer(config, run_dir, train_records)
+    train_examples, dev_examples, dropped = encode_splits(tokenizer, train_records, dev_records, config, run_dir)
+
+    torch.manual_seed(config.seed)
+    model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
+    optimizer = make_optimizer(model, config)
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer.pad_token_id, config, run_dir, dropped)
+    return save_model(model, tokenizer, config, state, run_dir, command)
+
+
+def encode_splits(tokenizer, train_records: list[dict[str, Any]], dev_records: list[dict[str, Any]],
+                  config: TrainConfig, run_dir: Path) -> tuple[list[Example], list[Example], int]:
+    """Token ids for both splits; also how many training conversations were too long to keep."""
     train_examples, dropped = encode_conversations(tokenizer, train_records, config.max_tokens)
     dev_examples, _ = encode_conversations(tokenizer, dev_records, config.max_tokens)
     if not train_examples:
         raise FnedgeError(f"{run_dir}: no training conversation fits in max_tokens={config.max_tokens}")
+    return train_examples, dev_examples, dropped
 
-    torch.manual_seed(config.seed)
-    model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr,
-                                  betas=(0.9, 0.95), eps=1e-8)
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples: list[Example],
+        dev_examples: list[Example], pad_id: int, config: TrainConfig, run_dir: Path, dropped: int = 0) -> RunState:
+    """The training loop every stage shares: resume from run_dir/checkpoint.pt if there is one, train
+    the parameters that require grad, evaluate and checkpoint periodically; on Ctrl-C/SIGTERM
+    checkpoint and raise. Returns the finished run's state."""
     state = _load_checkpoint(run_dir, model, optimizer)
 
     steps_per_epoch = len(plan_batches([len(e.ids) for e in train_examples], config.batch_tokens, config.seed))
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    pad_id = tokenizer.pad_token_id
     print(f"run {run_dir}: {len(train_examples)} conversations ({dropped} over {config.max_tokens} tokens dropped), "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {total_steps} steps"
+          f"{_describe_parameters(model)}, {total_steps} steps"
           + (f", resuming at step {state.step}" if state.step else ""))
 
     use_bf16 = resolve_precision(config.precision) == "bf16"
@@ -116,7 +134,15 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     if stop.requested:
         raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
                           f"Run the same command again to resume.")
-    return save_model(model, tokenizer, config, state, run_dir, command)
+    return state
+
+
+def _describe_parameters(model: torch.nn.Module) -> str:
+    total = sum(p.numel() for p in model.parameters())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trained == total:
+        return f"{total / 1e6:.2f}M params"
+    return f"{trained / 1e6:.2f}M of {total / 1e6:.2f}M params trained"
 
 
 def training_loss(model: LlamaForCausalLM, ids: torch.Tensor, labels: torch.Tensor, pad_id: int,
@@ -198,13 +224,26 @@ def evaluate_loss(model: LlamaForCausalLM, examples: list[Example], batch_tokens
 def save_model(model: LlamaForCausalLM, tokenizer, config: TrainConfig, state: RunState,
                run_dir: Path, command: str) -> Path:
     """Write the finished HF folder atomically (staging folder, then rename)."""
-    final, staging = run_dir / "model", run_dir / "model.partial"
+    staging = stage_model(model, tokenizer, config, run_dir)
+    write_json_atomic(staging / "fnedge.json", training_record(config, state, command))
+    return publish_model(staging, run_dir)
+
+
+def stage_model(model, tokenizer, config: TrainConfig, run_dir: Path) -> Path:
+    """Save weights (in config.save_dtype) and tokenizer into run/model.partial; the model in
+    memory ends up holding exactly the saved values, in float32."""
+    staging = run_dir / "model.partial"
     shutil.rmtree(staging, ignore_errors=True)
     model.to(getattr(torch, config.save_dtype)).save_pretrained(str(staging), safe_serialization=True)
     model.float()
     tokenizer.save_pretrained(str(staging))
+    return staging
+
+
+def training_record(config: TrainConfig, state: RunState, command: str) -> dict[str, Any]:
+    """fnedge.json: what the model was trained for and how (exports and the runtime read it)."""
     catalog = load_catalog(config.catalog)
-    write_json_atomic(staging / "fnedge.json", {
+    return {
         "preset": config.preset,
         "catalog_sha256": catalog.sha256(),
         "tools": catalog.names,
@@ -217,16 +256,22 @@ def save_model(model: LlamaForCausalLM, tokenizer, config: TrainConfig, state: R
         "train_seconds": round(state.train_seconds, 1),
         "tokens_per_second": round(state.tokens_seen / max(state.train_seconds, 1e-9)),
         "dev_loss": state.last_eval_loss,
-    })
+    }
+
+
+def publish_model(staging: Path, run_dir: Path) -> Path:
+    final = run_dir / "model"
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     return final
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Decay matrices only; norms (1-D) are left alone, as usual for transformers.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    other = [p for p in model.parameters() if p.dim() < 2]
+    # Decay matrices only; norms (1-D) are left alone, as usual for transformers. Frozen weights
+    # (a LoRA base) are not the optimizer's.
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.dim() >= 2]
+    other = [p for p in trained if p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
@@ -250,9 +295,17 @@ def _check_or_save_config(config: TrainConfig, run_dir: Path) -> None:
         config.save(path)
 
 
+def _checkpoint_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of the model: every weight, or only the trained ones when the rest
+    is a frozen base that a resume loads again (a LoRA run: megabytes instead of the whole base)."""
+    if all(p.requires_grad for p in model.parameters()):
+        return model.state_dict()
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
 def _save_checkpoint(run_dir: Path, model, optimizer, state: RunState) -> None:
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    torch.save({"model": _checkpoint_weights(model), "optimizer": optimizer.state_dict(),
                 "state": state.__dict__, "rng": torch.get_rng_state()}, buffer)
     write_bytes_atomic(run_dir / "checkpoint.pt", buffer.getvalue())
 
@@ -261,9 +314,12 @@ def _load_checkpoint(run_dir: Path, model, optimizer) -> RunState:
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         return RunState()
+    partial = not all(p.requires_grad for p in model.parameters())
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
+        if partial and set(saved["model"]) != set(_checkpoint_weights(model)):
+            raise KeyError("trained weights differ")
+        model.load_state_dict(saved["model"], strict=not partial)
         optimizer.load_state_dict(saved["optimizer"])
     except Exception as e:  # a checkpoint from another preset or a damaged file
         raise FnedgeError(f"{path}: cannot resume from this checkpoint ({e.__class__.__name__}); "
