@@ -274,6 +274,8 @@ def bench_command(
     threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: the build's, capped "
                                                      "at this machine's cores)."),
     out: Path = typer.Option(..., "--out", help="Folder for bench.json, report.md and the plots."),
+    repeats: int = typer.Option(5, min=1, help="Timed runs of every case per artifact (the median is kept)."),
+    baseline_repeats: int = typer.Option(1, min=1, help="Timed runs per case for the baselines."),
 ) -> None:
     """Benchmark every artifact of a build (accuracy, latency, memory, size), optionally against
     baselines, and estimate latency on the device profiles."""
@@ -286,7 +288,8 @@ def bench_command(
     if device_file:
         profiles.append(load_device_file(device_file))
     bench = run_bench(build, cases, out, profiles, baselines=BASELINES if baselines else (), threads=threads,
-                      log=lambda message: typer.echo(message, err=True))
+                      log=lambda message: typer.echo(message, err=True), repeats=repeats,
+                      baseline_repeats=baseline_repeats)
     rows = {**bench["artifacts"], **{f"baseline:{k}": v for k, v in bench["baselines"].items()}}
     for name, row in rows.items():
         if row.get("skipped"):

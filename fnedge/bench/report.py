@@ -24,6 +24,9 @@ def render_report(bench: dict[str, Any], plots: list[str], primary: str) -> str:
              f"Cases: `{machine['cases']}`. Machine: {machine['cpu']} ({machine['arch']}), "
              f"{machine['cores_available']} cores available, {_threads(machine['threads'])} for every backend. "
              "Measured on a shared machine: timings are upper bounds.", "",
+             f"Command: `{machine.get('command', '?')}` at commit `{machine.get('commit') or '?'}`; every "
+             f"case timed {machine.get('repeats', 1)}x per artifact and {machine.get('baseline_repeats', 1)}x "
+             "per baseline, after a warm-up request (the median per case is kept).", "",
              "## Measured here", "", _table(bench), ""]
     skipped = {name: row["skipped"] for name, row in bench["baselines"].items() if row.get("skipped")}
     for name, reason in skipped.items():
@@ -32,8 +35,8 @@ def render_report(bench: dict[str, Any], plots: list[str], primary: str) -> str:
     lines += _estimator(bench)
     lines += _devices(bench)
     lines += ["## Method", "",
-              "- Each backend runs in a fresh process: one unscored warm-up request, then every case once "
-              "(greedy decoding, the same threads for all). Our artifacts run as `Assistant.from_build` "
+              "- Each backend runs in a fresh process: one unscored warm-up request, then every case, scored "
+              "once and timed as the median of its repeats (greedy decoding, the same threads for all). Our artifacts run as `Assistant.from_build` "
               "defaults them (constrained decoding of calls on); the baselines run unconstrained.",
               f"- peak RSS: {machine['rss_method']}.{_heavy_note(bench)}",
               "- latency: request to parsed turn; TTFT: request to first generated token; decode tok/s: "

@@ -37,7 +37,10 @@ RSS_METHOD = ("VmHWM (peak resident set) of a fresh worker process per backend, 
 
 def run_bench(build_dir: Path, cases_path: Path, out_dir: Path, devices: list[DeviceProfile],
               baselines: tuple[str, ...] = (), threads: int | None = None,
-              log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+              log: Callable[[str], None] = lambda _: None, repeats: int = 5,
+              baseline_repeats: int = 1) -> dict[str, Any]:
+    """`repeats`: timed runs of every case per artifact (the median is kept); baselines get
+    `baseline_repeats` (SmolLM2 takes seconds a request). Each row says its repeat count."""
     build = load_build(build_dir)  # checksums first: never benchmark a damaged build
     load_cases(cases_path)         # and a malformed case file fails before any model loads
     threads = threads or max(1, min(build.threads, len(os.sched_getaffinity(0))))
@@ -49,15 +52,18 @@ def run_bench(build_dir: Path, cases_path: Path, out_dir: Path, devices: list[De
     for artifact in build.manifest["artifacts"]:
         log(f"benchmarking {artifact['file']}")
         result = _run_worker({"kind": "artifact", "build": str(build.root), "artifact": artifact["file"],
-                              "cases": str(cases_path), "threads": threads})
+                              "cases": str(cases_path), "threads": threads, "repeats": repeats})
         artifacts[artifact["file"]] = backend_row(result, artifact["bytes"], quant=artifact["quant"])
 
-    baseline_rows = {name: _run_baseline(name, build, cases_path, threads, log) for name in baselines}
+    baseline_rows = {name: _run_baseline(name, build, cases_path, threads, log, baseline_repeats)
+                     for name in baselines}
     costs = {a["file"]: _artifact_cost(build, a) for a in build.manifest["artifacts"]}
     estimator = _calibrate_all(costs, artifacts, host)
     bench = {
         "machine": {**host, "rss_method": RSS_METHOD, "cases": str(cases_path), "build": str(build.root),
-                    "build_device": build.manifest.get("device")},
+                    "build_device": build.manifest.get("device"), "command": " ".join(sys.argv),
+                    "commit": _commit(), "threads": threads, "repeats": repeats,
+                    "baseline_repeats": baseline_repeats},
         "artifacts": artifacts,
         "baselines": baseline_rows,
         "devices": _estimate_devices(devices, build, costs, artifacts, estimator, host),
@@ -94,13 +100,15 @@ def backend_row(result: dict[str, Any], size: int | None, quant: str | None = No
         "by_type": summary["by_type"],
         "by_lang": summary["by_lang"],
         "samples": samples,
+        "repeats": result.get("repeats", 1),
     })
     return row
 
 
 def _run_baseline(name: str, build: Build, cases_path: Path, threads: int,
-                  log: Callable[[str], None]) -> dict[str, Any]:
-    spec: dict[str, Any] = {"kind": name, "build": str(build.root), "cases": str(cases_path), "threads": threads}
+                  log: Callable[[str], None], repeats: int = 1) -> dict[str, Any]:
+    spec: dict[str, Any] = {"kind": name, "build": str(build.root), "cases": str(cases_path), "threads": threads,
+                            "repeats": repeats}
     size = None
     if name == "smollm2-135m":
         gguf = find_smollm_gguf()
@@ -110,6 +118,18 @@ def _run_baseline(name: str, build: Build, cases_path: Path, threads: int,
         spec["gguf"], size = str(gguf), gguf.stat().st_size
     log(f"benchmarking baseline {name}")
     return backend_row(_run_worker(spec), size)
+
+
+def _commit() -> str | None:
+    """The git commit of the code being measured (None outside a checkout)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:

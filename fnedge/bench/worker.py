@@ -4,7 +4,7 @@
 
 SPEC names what to load: {"kind": "artifact" | "keyword-router" | "smollm2-135m", "build",
 "artifact", "cases", "threads", "gguf"}. RESULT gets the evaluation summary, one timing sample
-per case, and the process's peak resident memory.
+per case (the median of `repeats` runs of it, default 1), and the process's peak resident memory.
 
 Peak memory is the kernel's high-water mark of this process's resident set (VmHWM in
 /proc/self/status): Python, the libraries, the model and its KV cache. It is read from /proc
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from fnedge.bench.replies import Responder
 from fnedge.eval.cases import load_cases
+from fnedge.eval.report import percentile
 from fnedge.eval.runner import run_eval
 from fnedge.io import write_json_atomic
 
@@ -86,9 +88,26 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     first_request_ms = (time.perf_counter() - started) * 1000
     recorder = RecordingResponder(responder)
     summary = run_eval(cases, recorder, show_progress=False)  # type: ignore[arg-type]
-    return {"summary": summary, "samples": recorder.samples, "peak_rss_mb": peak_rss_mb(),
+    samples = _median_of_repeats(recorder, cases, int(spec.get("repeats", 1)))
+    latencies = [s["total_ms"] for s in samples]
+    summary["latency_p50_ms"], summary["latency_p95_ms"] = percentile(latencies, 50), percentile(latencies, 95)
+    return {"summary": summary, "samples": samples, "repeats": int(spec.get("repeats", 1)), "peak_rss_mb": peak_rss_mb(),
             "rss_before_load_mb": rss_before_load, "load_ms": load_ms, "first_request_ms": first_request_ms,
             "heavy_modules": [name for name in HEAVY_MODULES if name in sys.modules]}
+
+
+def _median_of_repeats(recorder: RecordingResponder, cases: list, repeats: int) -> list[dict[str, Any]]:
+    """Each case's timing as the median of `repeats` runs (the scored one and repeats - 1 more;
+    greedy decoding gives the same reply each time, only the clock varies)."""
+    runs = [recorder.samples]
+    for _ in range(repeats - 1):
+        recorder.samples = []
+        for case in cases:
+            recorder.respond(case.messages, tools=case.tools.to_openai() if case.tools_inline else None)
+        runs.append(recorder.samples)
+    return [{**first, "ttft_ms": statistics.median(r[i]["ttft_ms"] for r in runs),
+             "total_ms": statistics.median(r[i]["total_ms"] for r in runs)}
+            for i, first in enumerate(runs[0])]
 
 
 def main() -> None:
