@@ -72,6 +72,16 @@ def test_invalid_calls_are_outside_the_grammar(factory, tokenizer, name, argumen
     assert _accepts(factory, tokenizer, catalog, ["明天上海会下雨吗？"], "get_weather", {"city": "上海", "date": "tomorrow"})
 
 
+@pytest.mark.parametrize("city, accepted", [
+    ("Berlin", True), ("Ber", False),            # a copied value ends at a word's end, not inside it
+    ("明天Berlin", True), ("天B", False),
+    ("Berlin ", False), (" Berlin", False),      # nor with a space at either end
+])
+def test_copied_values_are_runs_of_whole_words(factory, tokenizer, city, accepted):
+    catalog = load_catalog(None)
+    assert _accepts(factory, tokenizer, catalog, ["明天Berlin 会下雨吗？"], "get_weather", {"city": city}) is accepted
+
+
 def test_copied_fields_come_from_the_catalogs_descriptions():
     catalog = load_catalog(None)
     copied = {(t.name, key) for t in catalog.tools for key, prop in t.properties.items() if is_copied(prop)}

@@ -39,13 +39,24 @@ def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int) -> 
     sources = [t for t in dict.fromkeys(sources) if t]
     lines = ["start: (" + " | ".join(f"call_{i}" for i in range(len(catalog.tools))) + f") <[{close_token}]>"]
     if sources:
-        # A substring of the JSON-escaped text is (but for a cut escape) a valid JSON string body.
-        alternatives = [f'%regex {{"substring_chars": {json.dumps(json.dumps(s, ensure_ascii=False)[1:-1], ensure_ascii=False)}}}'
-                        for s in sources]
-        lines.append("COPIED: (" + " | ".join(alternatives) + ") & /.+/")
+        alternatives = [f'%regex {{"substring_chunks": {json.dumps(_chunks(s), ensure_ascii=False)}}}' for s in sources]
+        # non-empty, and neither starting nor ending with a space ("see you " is never the value)
+        lines.append("COPIED: (" + " | ".join(alternatives) + ") & /\\S(.*\\S)?/")
     for index, tool in enumerate(catalog.tools):
         lines += _tool_rules(tool, f"call_{index}", copy_available=bool(sources))
     return "\n".join(lines) + "\n"
+
+
+# A copied value is a run of whole chunks of the source: a Latin word or number (with inner
+# - _ . / @ as in "nj-6620", "v1.2"), a run of spaces, or any other single character (each CJK
+# character, each punctuation mark). So a value can end after "Berlin" but not after "Ber".
+_LATIN = "[0-9A-Za-z\u00C0-\u024F]"
+_CHUNK = re.compile(f"{_LATIN}+(?:[-_./@]{_LATIN}+)*|\\s+|.", re.DOTALL)
+
+
+def _chunks(source: str) -> list[str]:
+    """The source split into chunks, each JSON-escaped as it appears inside a JSON string."""
+    return [json.dumps(chunk, ensure_ascii=False)[1:-1] for chunk in _CHUNK.findall(source)]
 
 
 def _tool_rules(tool: Tool, rule: str, copy_available: bool) -> list[str]:

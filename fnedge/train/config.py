@@ -59,7 +59,7 @@ class TrainConfig:
     batch_tokens: int = 2048           # padded tokens per optimizer step (small: tiny models need many steps)
     epochs: float = 1.0
     lr: float = 2e-3
-    context_loss_weight: float = 0.0   # weight of the next-token loss on non-reply tokens (user turns, tool results)
+    context_loss_weight: float = 0.3   # weight of the next-token loss on non-reply tokens (user turns, tool results)
     min_lr_ratio: float = 0.1
     warmup_steps: int = 150
     weight_decay: float = 0.1
