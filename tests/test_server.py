@@ -21,7 +21,9 @@ from fnedge.runtime.openai_chat import BadRequest, ChatRequest, completion_chunk
 from fnedge.runtime.server import DEFAULT_PORT, ChatService, open_server
 from fnedge.runtime.stream_parser import CallEnd, CallError, TextDelta
 
-WEATHER = [{"role": "user", "content": "明天上海会下雨吗？"}]
+# A city the default model copies whole under the grammar (it writes "海" for 上海: see the
+# README's status); these tests are about the server, not the model's accuracy.
+WEATHER = [{"role": "user", "content": "明天杭州会下雨吗？"}]
 CATALOG = load_catalog(None)  # what the built-in model was trained for
 WEATHER_TOOL = CATALOG["get_weather"].to_openai()
 FOREIGN_TOOL = {"type": "function", "function": {"name": "book_flight", "description": "Book a flight.",
@@ -101,7 +103,7 @@ def test_weather_question_returns_a_tool_call(base_url):
     [call] = choice["message"]["tool_calls"]
     assert call["id"].startswith("call_") and call["type"] == "function"
     assert call["function"]["name"] == "get_weather"
-    assert json.loads(call["function"]["arguments"])["city"] == "上海"
+    assert json.loads(call["function"]["arguments"])["city"] == "杭州"
     assert "fnedge_problems" not in choice["message"]
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
@@ -338,7 +340,7 @@ def test_openai_client_gets_a_tool_call(client):
     [call] = choice.message.tool_calls
     assert call.type == "function" and call.id.startswith("call_")
     assert call.function.name == "get_weather"
-    assert json.loads(call.function.arguments)["city"] == "上海"
+    assert json.loads(call.function.arguments)["city"] == "杭州"
     assert response.model == "rpi4" and response.usage.completion_tokens > 0
 
 
