@@ -83,6 +83,8 @@ def export_command(
                                                    "metrics in manifest.json (default: no evaluation)."),
     adapter: Optional[Path] = typer.Option(None, help="peft LoRA adapter folder: merge it into the base model "
                                                       "and export the merged model."),
+    allow_over_budget: bool = typer.Option(False, "--allow-over-budget",
+                                           help="Export even when the latency estimate breaks the device's budget."),
 ) -> None:
     """Export a model to a device build: GGUF/ONNX artifacts, tokenizer, catalog and a checksummed manifest."""
     from fnedge.export.build import export_build
@@ -90,8 +92,15 @@ def export_command(
 
     # a progress bar only on a terminal: piped, rich leaves an empty line per artifact
     build = export_build(device, model_dir=model, quants=quant, out_dir=out, eval_cases=eval_cases,
-                         show_progress=sys.stderr.isatty(), adapter_dir=adapter)
+                         show_progress=sys.stderr.isatty(), adapter_dir=adapter,
+                         allow_over_budget=allow_over_budget)
     manifest = json.loads((build / "manifest.json").read_text())
+    estimate = manifest.get("budget_estimate")
+    if estimate:
+        low, high = estimate["est_range_ms"]
+        typer.echo(f"{manifest['device']}: estimated p95 {estimate['est_latency_p95_ms']:.0f} ms ({low:.0f}-{high:.0f}) "
+                   f"for {estimate['artifact']}, budget {estimate['budget_ms']:.0f} ms: {estimate['verdict']} "
+                   f"(an estimate; fnedge bench measures)")
     if manifest["model"].get("merged"):
         typer.echo(f"merged adapter {manifest['model']['adapter']['source']} into {manifest['model']['source']}")
     for artifact in manifest["artifacts"]:
@@ -114,25 +123,54 @@ def run(
                                  "executors (save_file, calculate, convert_units), feeding results back."),
     workspace: Path = typer.Option(Path("workspace"), help="Folder save_file writes into (with --execute)."),
 ) -> None:
-    """Answer one request: print the validated tool calls and the text reply."""
+    """Answer one request, streamed: the text as it is written, each validated call as it closes."""
     from fnedge.runtime.engine import Assistant
 
     assistant = Assistant.from_build(build, artifact=artifact, threads=threads, constrained=grammar)
     if execute:
         _run_and_execute(assistant, text, workspace)
         return
-    reply = assistant.respond([{"role": "user", "content": text}])
+    messages = [{"role": "user", "content": text}]
     if as_json:
+        reply = assistant.respond(messages)
         typer.echo(json.dumps({"text": reply.turn.text, "calls": reply.turn.calls, "problems": reply.problems,
                                "latency_ms": round(reply.latency_ms, 1)}, ensure_ascii=False))
         return
-    if reply.turn.text:
-        typer.echo(reply.turn.text)
-    for call in reply.turn.calls:
-        typer.echo(_format_call(call))
-    for problem in reply.problems:
+    _stream_reply(assistant, messages)
+
+
+def _stream_reply(assistant, messages: list[dict]) -> None:
+    """Print the reply as it is generated: text as it comes, each call when it closes (a call
+    that refers to the text written before it, once that text is complete), then problems."""
+    import time
+
+    from fnedge.catalog import call_problem
+    from fnedge.chat_format import mentions_text_reference, resolve_text_reference
+    from fnedge.runtime.stream_parser import CallEnd, CallError, TextDelta
+
+    started = time.perf_counter()
+    written, deferred, problems = [], [], []
+    for event in assistant.stream(messages):
+        if isinstance(event, TextDelta):
+            written.append(event.text)
+            typer.echo(event.text, nl=False)
+        elif isinstance(event, CallError):
+            problems.append(f"malformed call: {event.raw[:60]}")
+        elif isinstance(event, CallEnd) and mentions_text_reference(event.call["arguments"]):
+            deferred.append(event.call)
+        elif isinstance(event, CallEnd):
+            typer.echo(("\n" if written and not "".join(written).endswith("\n") else "") + _format_call(event.call))
+            problems += [p for p in [call_problem(event.call, assistant.catalog)] if p]
+    text = "".join(written).strip()
+    for call in deferred:
+        call = {**call, "arguments": resolve_text_reference(call["arguments"], text)}
+        typer.echo(("\n" if written else "") + _format_call(call))
+        problems += [p for p in [call_problem(call, assistant.catalog)] if p]
+    if written and not deferred and not "".join(written).endswith("\n"):
+        typer.echo("")
+    for problem in problems:
         typer.echo(f"! invalid call: {problem}", err=True)
-    typer.echo(f"({reply.latency_ms:.0f} ms)", err=True)
+    typer.echo(f"({(time.perf_counter() - started) * 1000:.0f} ms)", err=True)
 
 
 @app.command("serve")

@@ -113,7 +113,7 @@ def test_cli_prints_the_metrics_per_artifact(tiny_model, cases_file, tmp_path):
     result = CliRunner().invoke(app, ["export", "--device", "rpi4", "--model", str(tiny_model), "--quant",
                                       "q4_k_m", "--out", str(out), "--eval-cases", str(cases_file)])
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if "model-q4_k_m.gguf" in line]
+    lines = [line for line in result.output.splitlines() if "model-q4_k_m.gguf  " in line]
     assert len(lines) == 1 and "q4_k_m" in lines[0] and "function " in lines[0] and " ms" in lines[0]
     assert "dev_metrics" in json.loads((out / "manifest.json").read_text())["artifacts"][0]
 
@@ -140,3 +140,19 @@ def test_parity_is_recorded_and_a_broken_float_export_is_refused(tiny_model, tmp
     f16 = [a for a in manifest["artifacts"] if a["quant"] == "f16"]
     with pytest.raises(FnedgeError, match="broken export"):
         check_parity(other, build, f16, context_length=256)
+
+
+def test_export_refuses_a_build_that_breaks_the_device_budget(tiny_model, tmp_path):
+    slow = (Path(__file__).parent.parent / "benchmarks" / "device-example.yaml").read_text()
+    slow = slow.replace("latency_budget_ms: 400", "latency_budget_ms: 1").replace("name: jetson-nano-cpu", "name: slow-board")
+    device = tmp_path / "slow-board.yaml"
+    device.write_text(slow)
+    with pytest.raises(FnedgeError, match=r"breaks its 1 ms budget.*q4_k_m"):
+        export_build(str(device), model_dir=tiny_model, quants="q8_0", out_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "refused.partial").exists()
+    build = export_build(str(device), model_dir=tiny_model, quants="q8_0", out_dir=tmp_path / "b",
+                         allow_over_budget=True)
+    estimate = json.loads((build / "manifest.json").read_text())["budget_estimate"]
+    assert estimate["verdict"] == "misses" and estimate["est_latency_p95_ms"] > 1
+    fine = export_build("rpi4", model_dir=tiny_model, quants="q8_0", out_dir=tmp_path / "pi")
+    assert json.loads((fine / "manifest.json").read_text())["budget_estimate"]["verdict"] == "meets"

@@ -152,3 +152,63 @@ def test_a_request_listing_some_tools_can_call_only_those(default_assistant):
     reply = default_assistant.respond([{"role": "user", "content": "明天上海会下雨吗？"}], tools=only_hotels)
     assert all(c["name"] == "search_hotels" for c in reply.turn.calls)
     assert default_assistant.catalog_for(None) is catalog
+
+
+class ScriptedModel:
+    """A step model that writes a fixed reply (whatever the grammar forces is the same text)."""
+
+    def __init__(self, reply: str) -> None:
+        from fnedge.runtime.vocab import RuntimeVocab
+        from fnedge.export.build import default_model_dir
+
+        self.vocab = RuntimeVocab(default_model_dir())
+        self.script = self.vocab.encode(reply) + [self.vocab.eos_id]
+        self.eos_id, self.n_ctx, self.position = self.vocab.eos_id, 8192, 0
+
+    def tokenize(self, text):
+        return self.vocab.encode(text)
+
+    def decode(self, tokens):
+        return self.vocab.decode(tokens)
+
+    def token_bytes(self, token):
+        return self.vocab.token_bytes(token)
+
+    def prefill(self, tokens):
+        self.position = 0
+        return self._logits()
+
+    def extend(self, tokens):
+        self.position += len(tokens)
+        return self._logits()
+
+    def _logits(self):
+        import numpy as np
+
+        logits = np.zeros(self.vocab.size, dtype=np.float32)
+        logits[self.script[min(self.position, len(self.script) - 1)]] = 10.0
+        return logits
+
+    def generate(self, prompt, max_tokens=256, guide=None):
+        from fnedge.runtime.generation import timed_generation
+
+        return timed_generation(self, prompt, max_tokens, guide)
+
+
+@pytest.mark.parametrize("words", [30, 300])
+def test_a_deferred_story_is_saved_exactly_and_its_call_does_not_grow(tmp_path, words):
+    from fnedge.export.build import default_model_dir
+    from fnedge.runtime.engine import Assistant
+    from fnedge.runtime.guide import GuideFactory
+
+    story = " ".join(f"word{i % 17}" for i in range(words)) + "."
+    call = '<tool_call>{"name": "save_file", "arguments": {"path": "stories/x.txt", "content": "{{text}}"}}</tool_call>'
+    model = ScriptedModel(story + "\n" + call)
+    assistant = Assistant(model, load_catalog(None), max_tokens=4096, guides=GuideFactory(default_model_dir()))
+    ends = []
+    turn = execute_turn(assistant, [{"role": "user", "content": "write a story and save it to stories/x.txt"}],
+                        builtin_executors(tmp_path), on_event=lambda e: ends.append(e) if isinstance(e, CallEnd) else None)
+    assert (tmp_path / "stories" / "x.txt").read_text(encoding="utf-8") == story
+    assert turn.outcomes[0].timing == "deferred" and turn.outcomes[0].error is None
+    # What the model generated for the call is the reference, whatever the story's length.
+    assert ends[0].call["arguments"]["content"] == "{{text}}"

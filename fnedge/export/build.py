@@ -29,6 +29,7 @@ from typing import Any
 from fnedge import __version__
 from fnedge.devices import DeviceProfile, get_device
 from fnedge.errors import FnedgeError
+from fnedge.export.budget import estimate_budget, over_budget_advice
 from fnedge.export.parity import check_parity
 from fnedge.io import sha256_file, write_json_atomic, write_text_atomic
 from fnedge.quantize.llama_quantizer import LLAMA_QUANTS
@@ -70,7 +71,8 @@ def parse_quants(text: str | None, device: DeviceProfile) -> list[str]:
 
 def export_build(device_name: str, model_dir: Path | None = None, quants: str | None = None,
                  out_dir: Path | None = None, eval_cases: Path | None = None,
-                 show_progress: bool = False, adapter_dir: Path | None = None) -> Path:
+                 show_progress: bool = False, adapter_dir: Path | None = None,
+                 allow_over_budget: bool = False) -> Path:
     """Write the build; with `eval_cases` (a cases JSONL) also score every artifact on it, and with
     `adapter_dir` export the base (`model_dir`, else the adapter's own local base) merged with it."""
     device = get_device(device_name)
@@ -106,7 +108,11 @@ def export_build(device_name: str, model_dir: Path | None = None, quants: str | 
             shutil.rmtree(source)
         write_json_atomic(staging / "tools.json", _catalog_for(record))
         write_text_atomic(staging / "README.md", _device_readme(device, artifacts))
+        budget = estimate_budget(device, staging, artifacts)
+        if budget and budget["verdict"] == "misses" and not allow_over_budget:
+            raise FnedgeError(over_budget_advice(device, budget))
         manifest = _manifest(device, model_dir, record, artifacts, staging, adapter)
+        manifest["budget_estimate"] = budget
         write_json_atomic(staging / "manifest.json", manifest)
         if cases is not None:
             from fnedge.export.dev_metrics import add_dev_metrics
