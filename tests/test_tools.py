@@ -212,3 +212,19 @@ def test_a_deferred_story_is_saved_exactly_and_its_call_does_not_grow(tmp_path, 
     assert turn.outcomes[0].timing == "deferred" and turn.outcomes[0].error is None
     # What the model generated for the call is the reference, whatever the story's length.
     assert ends[0].call["arguments"]["content"] == "{{text}}"
+
+
+def test_a_call_open_when_the_token_limit_comes_is_finished():
+    from fnedge.export.build import default_model_dir
+    from fnedge.runtime.engine import Assistant
+    from fnedge.runtime.guide import GuideFactory
+
+    story = " ".join(f"word{i}" for i in range(40)) + "."
+    call = '<tool_call>{"name": "save_file", "arguments": {"path": "stories/x.txt", "content": "{{text}}"}}</tool_call>'
+    model = ScriptedModel(story + "\n" + call)
+    limit = len(model.vocab.encode(story + "\n")) + 5  # runs out five tokens into the call
+    guided = Assistant(model, load_catalog(None), max_tokens=limit, guides=GuideFactory(default_model_dir()))
+    reply = guided.respond([{"role": "user", "content": "write a story and save it"}])
+    assert [c["name"] for c in reply.turn.calls] == ["save_file"] and not reply.problems
+    unguided = Assistant(model, load_catalog(None), max_tokens=limit)
+    assert unguided.respond([{"role": "user", "content": "write a story and save it"}]).turn.malformed

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from fnedge.runtime.guide import CallGuide
 
 
+CALL_OVERRUN = 64  # tokens a call open at `max_tokens` may still take to close
+
+
 @dataclass
 class Generation:
     text: str
@@ -49,13 +52,18 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
     evaluated together in one `extend` (a batched step instead of one step per token)."""
     if not prompt_tokens:
         raise FnedgeError("empty prompt: the model needs at least one token to continue")
-    budget = min(max_tokens, model.n_ctx - len(prompt_tokens))
-    if budget <= 0:
+    room = model.n_ctx - len(prompt_tokens)
+    if room <= 0:
         raise FnedgeError(f"prompt of {len(prompt_tokens)} tokens does not fit the context of {model.n_ctx}")
+    # A call still open when `max_tokens` runs out may finish (up to CALL_OVERRUN more tokens):
+    # half a call is worth nothing, and the limit is there to stop runaway prose.
+    budget = min(max_tokens, room)
+    hard_limit = min(max_tokens + (CALL_OVERRUN if guide else 0), room)
     logits = model.prefill(prompt_tokens)
     produced = 0
-    while produced < budget:
-        forced = guide.forced()[: budget - produced] if guide else []
+    while produced < budget or (guide is not None and guide.active and produced < hard_limit):
+        limit = hard_limit if guide is not None and guide.active else budget
+        forced = guide.forced()[: limit - produced] if guide else []
         step = forced or [_choose(logits, guide)]
         if step[0] == model.eos_id:
             return
@@ -64,7 +72,7 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
                 guide.observe(token)
             yield token
         produced += len(step)
-        if produced < budget:  # the last token's logits would never be read
+        if produced < hard_limit:  # the last token's logits would never be read
             logits = model.extend(step)
 
 
