@@ -13,7 +13,7 @@ from fnedge.catalog import Catalog, call_problem, load_catalog
 from fnedge.chat_format import AssistantTurn, dump_arguments, parse_assistant, render
 from fnedge.errors import FnedgeError
 from fnedge.runtime.build import Build, load_build
-from fnedge.runtime.generation import Generation, StepModel, stream_tokens
+from fnedge.runtime.generation import CALL_OVERRUN, Generation, StepModel, stream_tokens
 from fnedge.runtime.guide import CallGuide, GuideFactory
 from fnedge.runtime.stream_parser import Event, ToolCallStreamParser
 
@@ -47,6 +47,7 @@ class Assistant:
         self.max_tokens = max_tokens
         self.guides = guides
         self.force_tokens = True  # the guide appends tokens the grammar forces without a decode step
+        self.call_overrun = CALL_OVERRUN  # 0 makes max_tokens a hard limit (an API client's max_tokens)
 
     @classmethod
     def from_build(cls, build_dir: str | Path, artifact: str | None = None,
@@ -135,6 +136,7 @@ class Assistant:
                 raise FnedgeError("tool_choice other than auto needs the call grammar (constrained decoding)")
             return catalog, None, self.prompt(messages, tools)
         guide = self.guides.guide(allowed, _copy_sources(messages), self.force_tokens, choice)
+        guide.overrun = self.call_overrun
         return catalog, guide, self.prompt(messages, tools)
 
 

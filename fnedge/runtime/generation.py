@@ -58,7 +58,7 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
     # A call still open when `max_tokens` runs out may finish (up to CALL_OVERRUN more tokens):
     # half a call is worth nothing, and the limit is there to stop runaway prose.
     budget = min(max_tokens, room)
-    hard_limit = min(max_tokens + (CALL_OVERRUN if guide else 0), room)
+    hard_limit = min(max_tokens + (guide.overrun if guide else 0), room)
     logits = model.prefill(prompt_tokens)
     produced = 0
     while produced < budget or (guide is not None and guide.active and produced < hard_limit):

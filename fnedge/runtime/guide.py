@@ -65,6 +65,7 @@ class CallGuide:
         self.forced_count = 0  # tokens appended without sampling (for the runtime's stats)
         self.tool_choice = tool_choice
         self.started = False
+        self.overrun = 0  # tokens a call open at the token limit may still take to close
         prose_forbidden = factory.prose_forbidden
         if tool_choice == "none":
             prose_forbidden = np.append(prose_forbidden, factory.open_id)

@@ -74,12 +74,14 @@ class ChatService:
     @contextmanager
     def _turn(self, max_tokens: int | None) -> Iterator[Assistant]:
         with self._lock:
-            default = self.assistant.max_tokens
+            default, overrun = self.assistant.max_tokens, self.assistant.call_overrun
             self.assistant.max_tokens = max_tokens or default
+            if max_tokens:  # a client's max_tokens is a hard limit, as OpenAI's is
+                self.assistant.call_overrun = 0
             try:
                 yield self.assistant
             finally:
-                self.assistant.max_tokens = default
+                self.assistant.max_tokens, self.assistant.call_overrun = default, overrun
 
 
 class ChatServer(ThreadingHTTPServer):
