@@ -352,13 +352,21 @@ def _default_cases() -> Path:
 
 
 @app.command()
-def devices() -> None:
-    """List the device profiles and what an export for each defaults to."""
+def devices(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also the hardware figures and their sources."),
+) -> None:
+    """List the device profiles: export defaults, budgets, and (-v) the figures the estimator uses."""
     from fnedge.devices import list_devices
 
     for d in list_devices():
-        typer.echo(f"{d.name:14} {','.join(d.default_quants):6} threads {d.threads}  ctx {d.context_length}  "
-                   f"budget {d.latency_budget_ms:.0f} ms  {d.description}")
+        typer.echo(f"{d.name:14} {','.join(d.default_quants):6} threads {d.threads}  ctx {d.context_length:<5} "
+                   f"budget {d.latency_budget_ms:.0f} ms / {d.peak_memory_mb:.0f} MB  "
+                   f"{d.mem_bandwidth_gbs:g} GB/s  {d.gflops:g} GFLOPS  {d.description}")
+        if verbose:
+            typer.echo(f"{'':14} {d.cores} cores @ {d.clock_ghz:g} GHz, {d.simd}, {d.ram_mb} MB RAM; "
+                       f"figures +-{d.figure_uncertainty:.0%}")
+            for source in d.sources:
+                typer.echo(f"{'':14} - {source}")
 
 
 def main() -> None:

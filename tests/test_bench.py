@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fnedge.bench import BASELINES, ROW_KEYS, run_bench
 from fnedge.bench.router import route
@@ -178,3 +179,13 @@ def test_router_answers_in_text_when_no_tool_fits():
 def test_the_example_profile_in_benchmarks_loads():
     device = load_device_file(Path(__file__).resolve().parents[1] / "benchmarks" / "device-example.yaml")
     assert device.name == "jetson-nano-cpu" and device.figure_uncertainty == 0.6
+
+
+def test_devices_command_lists_budgets_and_sources():
+    from fnedge.cli import app
+
+    result = CliRunner().invoke(app, ["devices", "-v"])
+    assert result.exit_code == 0, result.output
+    rpi4 = next(line for line in result.output.splitlines() if line.startswith("rpi4"))
+    assert "budget 300 ms / 512 MB" in rpi4 and "GB/s" in rpi4
+    assert "raspberrypi.com" in result.output
