@@ -93,3 +93,33 @@ def stats_command(
     chars = result["chars"]
     out.print(f"rendered length (chars): min {chars['min']}, mean {chars['mean']}, p50 {chars['p50']}, "
               f"p95 {chars['p95']}, max {chars['max']}")
+
+
+@data_app.command("mix")
+def mix_command(
+    generated: Path = typer.Argument(..., help="A JSONL file written by `fnedge data generate`."),
+    teacher: Path = typer.Argument(..., help="Conversations from a larger model, in the same record format."),
+    weight: float = typer.Option(0.2, "--weight", "-w", help="Share of teacher rows in the result (0 <= w < 1)."),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write (written atomically)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "-c",
+                                           help="Tool catalog the teacher calls must validate against. Default: built-in."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed for picking and shuffling rows."),
+) -> None:
+    """Check TEACHER's conversations against the catalog and mix them into GENERATED with a weight."""
+    from fnedge.catalog import load_catalog
+    from fnedge.data.generate import read_jsonl, write_jsonl
+    from fnedge.data.teacher import load_teacher, mix
+
+    if not 0 <= weight < 1:  # fail before reading anything
+        raise FnedgeError(f"--weight must be at least 0 and below 1, got {weight}")
+    records, report = load_teacher(teacher, load_catalog(catalog))
+    base = read_jsonl(generated)
+    mixed = mix(base, records, weight, seed)
+    write_jsonl(mixed, out)
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()))
+    console.print(f"teacher {teacher}: {report.lines} rows, kept {report.kept}, dropped: {dropped or 'none'}")
+    for example in report.examples[:5]:
+        console.print(f"  {example}")
+    n_teacher = len(mixed) - len(base)
+    console.print(f"wrote {len(mixed)} conversations to {out}: {len(base)} generated, {n_teacher} teacher "
+                  f"({100 * n_teacher / max(1, len(mixed)):.1f}%)")
