@@ -28,6 +28,7 @@ from typing import Any
 
 from fnedge import __version__
 from fnedge.devices import DeviceProfile, get_device
+from fnedge.devices.registry import GGUF_QUANTS, KNOWN_QUANTS, ONNX_QUANTS, ORT_QUANTS
 from fnedge.errors import FnedgeError
 from fnedge.export.budget import estimate_budget, over_budget_advice
 from fnedge.export.parity import check_parity
@@ -36,10 +37,7 @@ from fnedge.quantize.llama_quantizer import LLAMA_QUANTS
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "fnedge.json")
-GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0")  # written by gguf-py
-ONNX_QUANTS = ("onnx-fp32", "onnx-int8", "onnx-int4")
-ORT_QUANTS = tuple(f"{q}-ort" for q in ONNX_QUANTS)  # the ONNX graph converted to the ORT format
-ALL_QUANTS = GGUF_QUANTS + LLAMA_QUANTS + ONNX_QUANTS + ORT_QUANTS
+GGUF_PY_QUANTS = tuple(q for q in GGUF_QUANTS if q not in LLAMA_QUANTS)  # written by gguf-py itself
 MERGED_DIR = ".merged-model"  # inside the staging folder; dot-prefixed and deleted before the rename
 
 
@@ -61,8 +59,8 @@ def check_model_dir(model_dir: Path) -> dict[str, Any]:
 def parse_quants(text: str | None, device: DeviceProfile) -> list[str]:
     quants = [q.strip().lower() for q in text.split(",") if q.strip()] if text else list(device.default_quants)
     for quant in quants:
-        if quant not in ALL_QUANTS:
-            raise FnedgeError(f"unknown quant type '{quant}' (this version writes: {', '.join(ALL_QUANTS)})")
+        if quant not in KNOWN_QUANTS:
+            raise FnedgeError(f"unknown quant type '{quant}' (this version writes: {', '.join(KNOWN_QUANTS)})")
         if quant not in device.allowed_quants:
             raise FnedgeError(f"quant type '{quant}' is not allowed for device '{device.name}' "
                               f"(allowed: {', '.join(device.allowed_quants)})")
@@ -95,9 +93,9 @@ def export_build(device_name: str, model_dir: Path | None = None, quants: str | 
 
             source = staging / MERGED_DIR
             adapter = merge_adapter(Path(adapter_dir), model_dir, source)
-        artifacts = [write_gguf_artifact(source, staging, q) if q in GGUF_QUANTS
+        artifacts = [write_gguf_artifact(source, staging, q) if q in GGUF_PY_QUANTS
                      else write_llama_quant_artifact(source, staging, q)
-                     for q in chosen if q in GGUF_QUANTS or q in LLAMA_QUANTS]
+                     for q in chosen if q in GGUF_QUANTS]
         artifacts += write_onnx_artifacts(source, staging, [q for q in chosen if q in ONNX_QUANTS + ORT_QUANTS])
         for name in COPIED_FILES:
             if (source / name).is_file():
