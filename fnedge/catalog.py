@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fnedge.errors import FnedgeError
+from fnedge.io import read_json
 
 SCALAR_TYPES = {"string", "number", "integer", "boolean"}
 SUPPORTED_TYPES = SCALAR_TYPES | {"array", "object"}
@@ -79,13 +80,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     path = Path(path) if path is not None else default_catalog_path()
     if not path.is_file():
         raise FnedgeError(f"{path}: catalog file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise FnedgeError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except UnicodeDecodeError:
-        raise FnedgeError(f"{path}: not UTF-8 text") from None
-    return parse_catalog(data, source=str(path))
+    return parse_catalog(read_json(path), source=str(path))
 
 
 def parse_catalog(data: Any, source: str = "<memory>") -> Catalog:

@@ -1,4 +1,5 @@
-"""Atomic writes and checksums: a crash never leaves a half-written file that looks whole."""
+"""Atomic writes, checked JSON reads and checksums: a crash never leaves a half-written file that
+looks whole, and a damaged file is a one-line error that names it."""
 
 from __future__ import annotations
 
@@ -46,3 +47,18 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's value; a missing, unreadable or malformed file is an FnedgeError naming it."""
+    from fnedge.errors import FnedgeError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FnedgeError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise FnedgeError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise FnedgeError(f"{path}: cannot read it ({e.strerror or e})") from None
+

@@ -16,7 +16,6 @@ Nothing here downloads: a base that is not a local folder is an error asking for
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from importlib import metadata
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fnedge.errors import FnedgeError
-from fnedge.io import sha256_file
+from fnedge.io import read_json, sha256_file
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -44,10 +43,7 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     for path in (config_path, adapter_dir / ADAPTER_WEIGHTS):
         if not path.is_file():
             raise FnedgeError(f"{adapter_dir}: not a peft adapter folder (missing {path.name})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FnedgeError(f"{config_path}: not valid JSON ({exc})") from None
+    config = read_json(config_path)
     if not isinstance(config, dict):
         raise FnedgeError(f"{config_path}: expected a JSON object")
     if config.get("peft_type") != "LORA":

@@ -25,7 +25,6 @@ The output is deterministic (no timestamps; fixed key and tensor order) and writ
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from fnedge.errors import FnedgeError
+from fnedge.io import read_json
 
 ARCH = "llama"
 
@@ -84,7 +84,7 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", *,
         if not (model_dir / required).is_file():
             raise FnedgeError(f"{model_dir}: missing {required} (not a complete model folder)")
 
-    config = _read_json(model_dir / "config.json")
+    config = read_json(model_dir / "config.json")
     hp = _hparams(config, model_dir)
     weights = _load_weights(model_dir)
     vocab = _vocab(model_dir, hp["vocab_size"])
@@ -158,13 +158,6 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", *,
 # --- model ---------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise FnedgeError(f"{path}: cannot read JSON ({exc})") from None
-
-
 def _hparams(config: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     where = model_dir / "config.json"
     if config.get("model_type") != "llama":
@@ -212,7 +205,7 @@ def _load_weights(model_dir: Path) -> dict[str, np.ndarray]:
     if single.is_file():
         files = [single]
     elif index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
         files = [model_dir / shard for shard in shards]
         for shard in files:
             if not shard.is_file():
@@ -328,8 +321,8 @@ def _vocab(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     from gguf import TokenType
 
     tok_path = model_dir / "tokenizer.json"
-    tokenizer = _read_json(tok_path)
-    tok_config = _read_json(model_dir / "tokenizer_config.json")
+    tokenizer = read_json(tok_path)
+    tok_config = read_json(model_dir / "tokenizer_config.json")
     model = tokenizer.get("model") or {}
     pre = tokenizer.get("pre_tokenizer") or {}
     if model.get("type") != "BPE":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fnedge.catalog import Catalog, load_catalog
 from fnedge.errors import FnedgeError
-from fnedge.io import sha256_file
+from fnedge.io import read_json, sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -55,10 +54,7 @@ def load_build(root: str | Path, verify: bool = True) -> Build:
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise FnedgeError(f"{root}: not a build folder (no {MANIFEST}); create one with 'fnedge export'")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise FnedgeError(f"{manifest_path}: damaged manifest ({e.msg})") from None
+    manifest = read_json(manifest_path)
     if verify:
         verify_files(root, manifest)
     return Build(root=root, manifest=manifest, catalog=load_catalog(root / "tools.json"))
