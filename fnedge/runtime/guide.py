@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from fnedge.catalog import Catalog
-from fnedge.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from fnedge.errors import FnedgeError
 from fnedge.runtime.call_grammar import call_grammar
 

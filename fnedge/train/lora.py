@@ -35,8 +35,8 @@ from fnedge.errors import FnedgeError
 from fnedge.io import write_json_atomic
 from fnedge.train.bases import Base, load_base
 from fnedge.train.config import LoraSettings, TrainConfig
-from fnedge.train.trainer import (RunState, _check_or_save_config, _RunLock, encode_splits, evaluate_loss, fit,
-                                  make_optimizer, prepare_data, publish_model, stage_model, training_record)
+from fnedge.train.trainer import (RunState, encode_splits, evaluate_loss, fit, loss_text, make_optimizer, open_run,
+                                  publish_model, run_locked, stage_model, training_record)
 
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24
@@ -46,17 +46,11 @@ def train_lora(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
     """Train (or resume) the LoRA run in `run_dir`; returns the merged model folder."""
     if config.lora is None:
         raise FnedgeError("a LoRA run needs LoRA settings (--lora, or a 'lora' mapping in the config)")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(run_dir):
-        return _train_locked(config, run_dir, command)
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    _check_or_save_config(config, run_dir)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    train_records, dev_records = prepare_data(config, run_dir)
+    train_records, dev_records = open_run(config, run_dir)
 
     torch.manual_seed(config.seed)  # LoRA's initial A matrices and dropout draw from it
     base = load_base(config.base)
@@ -64,7 +58,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     train_examples, dev_examples, dropped = encode_splits(tokenizer, train_records, dev_records, config, run_dir)
     pad_id = tokenizer.pad_token_id
     base_dev_loss = evaluate_loss(base.model, dev_examples, config.batch_tokens, pad_id)
-    print(f"base {base.source}: dev loss {_loss_text(base_dev_loss)}"
+    print(f"base {base.source}: dev loss {loss_text(base_dev_loss)}"
           + (f", added {', '.join(base.new_tokens)}" if base.new_tokens else ""))
 
     model = attach_lora(base, config.lora)
@@ -189,7 +183,3 @@ def save_merged(model, base: Base, prompts: list[list[int]], config: TrainConfig
         "saved_equal": saved_equal, "saved_dtype": config.save_dtype})
     write_json_atomic(staging / "fnedge.json", record)
     return publish_model(staging, run_dir)
-
-
-def _loss_text(loss: float | None) -> str:
-    return "n/a (no dev split)" if loss is None else f"{loss:.4f}"

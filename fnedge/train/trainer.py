@@ -14,12 +14,12 @@ A run folder holds everything needed to continue or reproduce it:
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,17 +48,32 @@ class RunState:
 
 def train(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
     """Train (or resume) the run in `run_dir`; returns the finished model folder."""
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
+
+
+def run_locked(run_dir: Path, body: Callable[[Path], Path]) -> Path:
+    """Create the run folder and run `body` on it under the folder's lock (one trainer per run)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _RunLock(run_dir):
-        return _train_locked(config, run_dir, command)
+        return body(run_dir)
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+def open_run(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What every stage does first: check (or save) the run's config, set the threads, and load
+    (or generate) its train and dev conversations."""
     _check_or_save_config(config, run_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
-    train_records, dev_records = prepare_data(config, run_dir)
+    return prepare_data(config, run_dir)
+
+
+def loss_text(loss: float | None) -> str:
+    return "n/a (no dev split)" if loss is None else f"{loss:.4f}"
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    train_records, dev_records = open_run(config, run_dir)
     tokenizer = prepare_tokenizer(config, run_dir, train_records)
     train_examples, dev_examples, dropped = encode_splits(tokenizer, train_records, dev_records, config, run_dir)
 
@@ -125,8 +140,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples
                                            f"{state.tokens_seen / state.train_seconds:,.0f} tok/s")
                 if state.step % config.eval_every == 0 or state.step == total_steps:
                     state.last_eval_loss = evaluate_loss(model, dev_examples, config.batch_tokens, pad_id)
-                    dev = "n/a (no dev split)" if state.last_eval_loss is None else f"{state.last_eval_loss:.4f}"
-                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}, dev loss {dev}")
+                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}, "
+                                           f"dev loss {loss_text(state.last_eval_loss)}")
                 if state.step % config.checkpoint_every == 0 or stop.requested or state.step == total_steps:
                     _save_checkpoint(run_dir, model, optimizer, state)
                 if stop.requested or state.step >= total_steps:
