@@ -43,14 +43,17 @@ def test_every_generated_training_call_is_in_the_grammar(factory, tokenizer):
     records = generate_dataset(catalog, n=300, seed=3)
     checked = 0
     for record in records:
-        users = [m["content"] for m in record["messages"] if m["role"] in ("user", "tool")]
-        for message in record["messages"]:
+        messages = record["messages"]
+        for position, message in enumerate(messages):
+            following = messages[position + 1]["content"] if position + 1 < len(messages) else ""
+            if message.get("tool_calls") and '"error"' in following:
+                continue  # the deliberately wrong first call of an error-correction sample
+            sources = [m["content"] for m in messages[:position] if m["role"] in ("user", "tool")]
             for call in message.get("tool_calls") or []:
                 function = call["function"]
                 arguments = json.loads(function["arguments"])
-                if call_problem({"name": function["name"], "arguments": arguments}, catalog):
-                    continue  # the deliberately wrong first call of an error-correction sample
-                assert _accepts(factory, tokenizer, catalog, users, function["name"], arguments), (users, function)
+                assert not call_problem({"name": function["name"], "arguments": arguments}, catalog)
+                assert _accepts(factory, tokenizer, catalog, sources, function["name"], arguments), (sources, function)
                 checked += 1
     assert checked > 150
 

@@ -231,6 +231,7 @@ def _manifest(device: DeviceProfile, model_dir: Path, record: dict[str, Any],
         "source_sha256": sha256_file(model_dir / "model.safetensors"),
         "catalog_sha256": record.get("catalog_sha256"),
         "generalist": bool(record.get("generalist", False)),
+        "copied_arguments": record.get("copied_arguments") or {},
     }
     if adapter is not None:  # the artifacts hold the base with this adapter merged in
         model.update(merged=True, adapter=adapter)

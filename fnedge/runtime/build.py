@@ -28,6 +28,11 @@ class Build:
         return bool(self.manifest["model"].get("generalist", False))
 
     @property
+    def copied_arguments(self) -> dict[str, dict[str, bool]]:
+        """Fields the model's training data always copied (see fnedge.data.copied_arguments)."""
+        return self.manifest["model"].get("copied_arguments") or {}
+
+    @property
     def threads(self) -> int:
         return int(self.manifest["runtime"]["threads"])
 

@@ -6,6 +6,10 @@ required ones present, optional ones optional, every value of its schema type (e
 bounds through llguidance's `%json`). String arguments whose description says the value is
 taken *as the user wrote it* are also constrained to a non-empty substring of what the user
 said (or, for ids, the tool result they come from), so a tiny model that has found where the value starts cannot misspell the rest.
+So are the fields the model's training data always copied (`copied`, from its fnedge.json).
+Number, clock-time and date arguments may only take values the conversation mentions
+(`fnedge.runtime.grounding`); one it gives no value for is left out, and a tool that requires
+such a value is not callable (`callable_tools`), so the model must ask for it.
 
 The output is llguidance's Lark dialect (https://github.com/guidance-ai/llguidance, docs/syntax.md).
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fnedge.catalog import Catalog, Tool
+from fnedge.chat_format import TEXT_REFERENCE
+from fnedge.runtime.grounding import field_kind, grounded_values
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
 # play, as the user said it", "The id from a search_hotels result": the catalog's own words for
@@ -31,11 +37,13 @@ def is_copied(prop: dict[str, Any]) -> bool:
     return prop.get("type") == "string" and "enum" not in prop and bool(_COPIED.search(prop.get("description", "")))
 
 
-def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int) -> str:
+def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int,
+                 copied: Mapping[str, Mapping[str, bool]] | None = None) -> str:
     """Lark grammar for one call to any tool in `catalog`, ended by the token `close_token`.
 
     `sources` are the user's messages and tool results of this conversation: copied arguments
-    must be a substring of one of them."""
+    must be a substring of one of them. `copied` adds the fields the model's training data
+    always copied (`fnedge.data.copied_arguments`: {tool: {field: takes the {{text}} reference}})."""
     sources = [t for t in dict.fromkeys(sources) if t]
     lines = ["start: (" + " | ".join(f"call_{i}" for i in range(len(catalog.tools))) + f") <[{close_token}]>"]
     if sources:
@@ -43,7 +51,7 @@ def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int) -> 
         # non-empty, and neither starting nor ending with a space ("see you " is never the value)
         lines.append("COPIED: (" + " | ".join(alternatives) + ") & /\\S(.*\\S)?/")
     for index, tool in enumerate(catalog.tools):
-        lines += _tool_rules(tool, f"call_{index}", copy_available=bool(sources))
+        lines += _tool_rules(tool, f"call_{index}", sources, (copied or {}).get(tool.name, {}))
     return "\n".join(lines) + "\n"
 
 
@@ -59,9 +67,25 @@ def _chunks(source: str) -> list[str]:
     return [json.dumps(chunk, ensure_ascii=False)[1:-1] for chunk in _CHUNK.findall(source)]
 
 
-def _tool_rules(tool: Tool, rule: str, copy_available: bool) -> list[str]:
+def unsaid_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
+    """Number, time and date arguments the conversation gives no value for: the model may not
+    invent one (an optional one is left out; a tool that requires one cannot be called)."""
+    return {key for key, prop in tool.properties.items()
+            if field_kind(prop) is not None and grounded_values(prop, sources) is None}
+
+
+def callable_tools(catalog: Catalog, sources: Sequence[str]) -> Catalog:
+    """The tools whose required arguments the conversation can fill: with "set an alarm" and no
+    time said, set_alarm is not callable, and the model asks for the time instead."""
+    callable_ = tuple(t for t in catalog.tools if not unsaid_arguments(t, sources) & set(t.required))
+    return Catalog(callable_, source=catalog.source)
+
+
+def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[str, bool]) -> list[str]:
     head = _literal('{"name": ' + json.dumps(tool.name) + ', "arguments": ')
-    keys = list(tool.properties)
+    # An unsaid optional argument is left out; an unsaid required one (only when the request
+    # demands this tool) keeps its schema type alone.
+    keys = [k for k in tool.properties if k not in unsaid_arguments(tool, sources) or k in tool.required]
     if not keys:
         return [f'{rule}: {head} "{{}}" "}}"']
     lines: list[str] = []
@@ -70,7 +94,7 @@ def _tool_rules(tool: Tool, rule: str, copy_available: bool) -> list[str]:
         member = f"{rule}_{position}"
         value = f"{member}_value"
         lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
-        lines.append(f"{value}: {_value(tool.properties[key], copy_available)}")
+        lines.append(f"{value}: {_value(tool.properties[key], sources, copied.get(key))}")
         members.append(member)
     required = set(tool.required)
     # Members in schema order; the first one present carries no separator. Each alternative
@@ -87,9 +111,17 @@ def _tool_rules(tool: Tool, rule: str, copy_available: bool) -> list[str]:
     return lines
 
 
-def _value(prop: dict[str, Any], copy_available: bool) -> str:
-    if copy_available and is_copied(prop):
-        return '"\\"" COPIED "\\""'
+def _value(prop: dict[str, Any], sources: Sequence[str], copied_with_reference: bool | None = None) -> str:
+    """The value's rule; `copied_with_reference` is None unless the training data copied the
+    field, and then says whether it also took the `{{text}}` reference."""
+    if sources and (is_copied(prop) or copied_with_reference is not None):
+        reference = " | " + _literal(json.dumps(TEXT_REFERENCE)) if copied_with_reference else ""
+        return '("\\"" COPIED "\\""' + reference + ")"
+    grounded = grounded_values(prop, sources)
+    if grounded is not None:
+        choices = [_literal(json.dumps(v, ensure_ascii=False)) for v in grounded.values]
+        choices += ['/"[0-9]{4}-' + month_day + '"/' for month_day in grounded.month_days]
+        return "(" + " | ".join(choices) + ")"
     schema = {k: v for k, v in prop.items() if k not in ("description", "title", "examples", "default")}
     if "type" not in schema and "enum" in schema:
         schema["type"] = "string"

@@ -40,10 +40,14 @@ class Assistant:
     writes is decoded under the catalog's call grammar; `constrained=False` turns that off."""
 
     def __init__(self, backend: Backend, catalog: Catalog, generalist: bool = False,
-                 max_tokens: int = 256, guides: GuideFactory | None = None) -> None:
+                 max_tokens: int = 256, guides: GuideFactory | None = None,
+                 copied_arguments: dict[str, dict[str, bool]] | None = None) -> None:
         self.backend = backend
         self.catalog = catalog
         self.generalist = generalist
+        # Fields the model's training data always copied from the conversation (its fnedge.json);
+        # the call grammar holds them to copies. Not applied to a generalist's request tools.
+        self.copied_arguments = copied_arguments or {}
         self.max_tokens = max_tokens
         self.guides = guides
         self.force_tokens = True  # the guide appends tokens the grammar forces without a decode step
@@ -63,7 +67,8 @@ class Assistant:
             from fnedge.runtime.llama_backend import LlamaBackend
             backend = LlamaBackend(build.path(chosen["file"]), n_threads=n_threads, n_ctx=build.context_length)
         guides = GuideFactory(build.root) if constrained else None
-        assistant = cls(backend, build.catalog, generalist=build.generalist, guides=guides)
+        assistant = cls(backend, build.catalog, generalist=build.generalist, guides=guides,
+                        copied_arguments=build.copied_arguments)
         assistant.warm_up()
         return assistant
 
@@ -77,7 +82,8 @@ class Assistant:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         backend = TorchBackend(model_dir, n_threads=threads)
         guides = GuideFactory(model_dir) if constrained else None
-        return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)), guides=guides)
+        return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)), guides=guides,
+                   copied_arguments=meta.get("copied_arguments"))
 
     def warm_up(self) -> None:
         """Prefill the prompt template up to the user's words once, at load: the backends keep a
@@ -135,7 +141,8 @@ class Assistant:
             if choice != "auto":
                 raise FnedgeError("tool_choice other than auto needs the call grammar (constrained decoding)")
             return catalog, None, self.prompt(messages, tools)
-        guide = self.guides.guide(allowed, _copy_sources(messages), self.force_tokens, choice)
+        copied = None if self.generalist else self.copied_arguments
+        guide = self.guides.guide(allowed, _copy_sources(messages), self.force_tokens, choice, copied)
         guide.overrun = self.call_overrun
         return catalog, guide, self.prompt(messages, tools)
 

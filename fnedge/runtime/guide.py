@@ -12,14 +12,14 @@ under a millisecond per token for our 6,400-token vocabulary).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from fnedge.catalog import Catalog
 from fnedge.errors import FnedgeError
-from fnedge.runtime.call_grammar import call_grammar
+from fnedge.runtime.call_grammar import call_grammar, callable_tools
 
 
 class GuideFactory:
@@ -41,12 +41,18 @@ class GuideFactory:
         self.tokenizer = LLTokenizer(vocab.json, n_vocab=vocab.size, eos_token=vocab.eos_id)
 
     def guide(self, catalog: Catalog, sources: Sequence[str], force: bool = True,
-              tool_choice: str = "auto") -> "CallGuide":
+              tool_choice: str = "auto", copied: Mapping[str, Mapping[str, bool]] | None = None) -> "CallGuide":
         """`tool_choice` as OpenAI's: "auto", "none" (no call at all) or "required" (the reply
         opens with a call); to require one named tool, pass a catalog holding only that tool."""
         if tool_choice not in ("auto", "none", "required"):
             raise FnedgeError(f"tool_choice must be auto, none or required, not {tool_choice!r}")
-        return CallGuide(self, call_grammar(catalog, sources, self.close_id), force, tool_choice)
+        callable_ = callable_tools(catalog, sources)
+        if tool_choice != "required":  # a demanded call may fill an unsaid argument from its type alone
+            if not callable_.tools:
+                tool_choice = "none"  # every tool lacks a required value: the reply must ask for it
+            else:
+                catalog = callable_
+        return CallGuide(self, call_grammar(catalog, sources, self.close_id, copied), force, tool_choice)
 
 
 class CallGuide:

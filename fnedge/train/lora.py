@@ -30,7 +30,9 @@ from typing import Any
 
 import torch
 
+from fnedge.catalog import load_catalog
 from fnedge.chat_format import render
+from fnedge.data.copied_arguments import copied_arguments
 from fnedge.errors import FnedgeError
 from fnedge.io import write_json_atomic
 from fnedge.train.bases import Base, load_base
@@ -68,6 +70,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     save_adapter(model, tokenizer, run_dir)
     prompts = check_prompts(tokenizer, dev_records or train_records)
     extra = {"base": str(base.source), "added_tokens": base.new_tokens, "base_dev_loss": base_dev_loss,
+             "copied_arguments": copied_arguments(train_records, load_catalog(config.catalog)),
              "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     return save_merged(model, base, prompts, config, state, run_dir, command, extra)
 

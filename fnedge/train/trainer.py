@@ -30,6 +30,7 @@ from transformers import LlamaForCausalLM
 
 from fnedge.catalog import load_catalog
 from fnedge.chat_format import render
+from fnedge.data.copied_arguments import copied_arguments
 from fnedge.errors import FnedgeError
 from fnedge.io import write_bytes_atomic, write_json_atomic
 from fnedge.train.config import TrainConfig
@@ -81,7 +82,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
     optimizer = make_optimizer(model, config)
     state = fit(model, optimizer, train_examples, dev_examples, tokenizer.pad_token_id, config, run_dir, dropped)
-    return save_model(model, tokenizer, config, state, run_dir, command)
+    copied = copied_arguments(train_records, load_catalog(config.catalog))
+    return save_model(model, tokenizer, config, state, run_dir, command, {"copied_arguments": copied})
 
 
 def encode_splits(tokenizer, train_records: list[dict[str, Any]], dev_records: list[dict[str, Any]],
@@ -237,10 +239,10 @@ def evaluate_loss(model: LlamaForCausalLM, examples: list[Example], batch_tokens
 
 
 def save_model(model: LlamaForCausalLM, tokenizer, config: TrainConfig, state: RunState,
-               run_dir: Path, command: str) -> Path:
-    """Write the finished HF folder atomically (staging folder, then rename)."""
+               run_dir: Path, command: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write the finished HF folder atomically (staging folder, then rename); `extra` joins its fnedge.json."""
     staging = stage_model(model, tokenizer, config, run_dir)
-    write_json_atomic(staging / "fnedge.json", training_record(config, state, command))
+    write_json_atomic(staging / "fnedge.json", {**training_record(config, state, command), **(extra or {})})
     return publish_model(staging, run_dir)
 
 

@@ -1,0 +1,184 @@
+"""Grounded values: the numbers, clock times and dates a conversation mentions, and the call
+grammar that holds number/time/date arguments (and copied fields) to them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fnedge.catalog import load_catalog, parse_catalog
+from fnedge.runtime.grounding import (grounded_values, mentioned_dates, mentioned_numbers, mentioned_times,
+                                      relative_date_words, zh_numeral_value)
+
+
+@pytest.mark.parametrize("said, value", [
+    ("十五", 15), ("两千五", 2500), ("一百零八", 108), ("六百零二", 602), ("三万", 30000), ("十", 10), ("三五", None),
+])
+def test_chinese_numerals(said, value):
+    assert zh_numeral_value(said) == value
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("住三个晚上", [3]),
+    ("budget two hundred and fifty dollars", [250]),
+    ("亮度调到百分之四十", [40]),
+    ("turn it to 35%", [35]),
+    ("convert 12,500 feet", [12500]),
+    ("七点二公里是多少英里", [7.2]),
+    ("it is minus 12 outside", [-12]),
+    ("零下八度", [-8]),
+    ("stay for 3 weeks", [21]),
+    ("a couple of nights", [2]),
+])
+def test_numbers_the_user_said(text, expected):
+    found = mentioned_numbers([text])
+    assert all(value in found for value in expected), found
+
+
+def test_dates_times_and_ids_are_not_counts():
+    found = mentioned_numbers(["2026-03-04 8:15 订 ab-381 两晚"])
+    assert found == [2]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("明早六点四十叫我", ["06:40"]),
+    ("晚上九点一刻提醒我", ["21:15"]),
+    ("下午两点半开会", ["14:30"]),
+    ("凌晨十二点", ["00:00"]),
+    ("九点差五分", ["08:55", "20:55"]),
+    ("wake me at 6:05am", ["06:05"]),
+    ("at twenty past nine in the evening", ["21:20"]),
+    ("quarter to six in the morning", ["05:45"]),
+    ("nine forty-five pm please", ["21:45"]),
+    ("alarm at 1 in the afternoon", ["13:00"]),
+    ("midnight", ["00:00"]),
+    ("set it for 1945", ["19:45"]),
+    ("remind me at ten", ["10:00", "22:00"]),  # no day part: both readings
+])
+def test_clock_times_the_user_said(text, expected):
+    assert mentioned_times([text]) == expected
+
+
+def test_dates_with_and_without_a_year():
+    assert mentioned_dates(["2026年3月9日出发"]) == (["2026-03-09"], [])
+    assert mentioned_dates(["on March 9th, 2026"]) == (["2026-03-09"], [])
+    assert mentioned_dates(["3月9号"]) == ([], ["03-09"])
+    assert mentioned_dates(["the 9th of March"]) == ([], ["03-09"])
+
+
+def test_what_a_property_may_take():
+    catalog = load_catalog(None)
+    date = catalog["get_weather"].properties["date"]
+    assert relative_date_words(date) == ["today", "tomorrow", "day_after_tomorrow"]
+    assert grounded_values(date, ["2026-01-02 去杭州"]).values == ["today", "tomorrow", "day_after_tomorrow",
+                                                                   "2026-01-02"]
+    time = catalog["set_alarm"].properties["time"]
+    assert grounded_values(time, ["set an alarm"]) is None  # nothing said: the schema alone decides
+    brightness = catalog["control_light"].properties["brightness"]
+    assert grounded_values(brightness, ["卧室灯调到150和30"]).values == [30]  # 150 is past the maximum
+    assert grounded_values(catalog["get_weather"].properties["city"], ["x"]) is None  # not a number/time/date
+
+
+@pytest.fixture(scope="module")
+def guide_factory():
+    from fnedge.export.build import default_model_dir
+    from fnedge.runtime.guide import GuideFactory
+    if not (default_model_dir() / "tokenizer.json").is_file():
+        pytest.skip("no built-in model")
+    return GuideFactory(default_model_dir())
+
+
+def _accepts(factory, catalog, sources, name, arguments, copied=None) -> bool:
+    from llguidance import LLMatcher
+
+    from fnedge.chat_format import TOOL_CALL_OPEN, format_call
+    from fnedge.export.build import default_model_dir
+    from fnedge.runtime.call_grammar import call_grammar
+    from fnedge.train.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(default_model_dir())
+    matcher = LLMatcher(factory.tokenizer, LLMatcher.grammar_from_lark(call_grammar(catalog, sources, factory.close_id,
+                                                                                    copied)))
+    ids = tokenizer.encode(format_call(name, arguments)[len(TOOL_CALL_OPEN):], add_special_tokens=False)
+    return matcher.validate_tokens(ids) == len(ids)
+
+
+def test_the_grammar_offers_only_the_times_and_numbers_that_were_said(guide_factory):
+    catalog = load_catalog(None)
+    said = ["明天早上七点半叫我起床"]
+    assert _accepts(guide_factory, catalog, said, "set_alarm", {"time": "07:30"})
+    assert not _accepts(guide_factory, catalog, said, "set_alarm", {"time": "06:30"})
+    assert _accepts(guide_factory, catalog, ["set an alarm"], "set_alarm", {"time": "06:30"})  # none said: free
+    said = ["find a hotel in Lisbon for three nights under 200"]
+    assert _accepts(guide_factory, catalog, said, "search_hotels", {"city": "Lisbon", "nights": 3, "max_price": 200})
+    assert not _accepts(guide_factory, catalog, said, "search_hotels", {"city": "Lisbon", "nights": 4})
+    said = ["3月9号上海天气"]  # a month-day without a year: any year, that day
+    assert _accepts(guide_factory, catalog, said, "get_weather", {"city": "上海", "date": "2027-03-09"})
+    assert not _accepts(guide_factory, catalog, said, "get_weather", {"city": "上海", "date": "2027-03-10"})
+
+
+def test_fields_the_data_copied_are_held_to_copies_or_the_reference(guide_factory):
+    catalog = load_catalog(None)
+    said = ["tell Mia the train is late"]
+    copied = {"send_message": {"text": True}}
+    assert _accepts(guide_factory, catalog, said, "send_message", {"to": "Mia", "text": "the train is late"}, copied)
+    assert _accepts(guide_factory, catalog, said, "send_message", {"to": "Mia", "text": "{{text}}"}, copied)
+    assert not _accepts(guide_factory, catalog, said, "send_message", {"to": "Mia", "text": "see you"}, copied)
+    assert _accepts(guide_factory, catalog, said, "send_message", {"to": "Mia", "text": "see you"})  # not listed
+
+
+def test_copied_arguments_are_read_from_the_training_data():
+    from fnedge.data import generate_dataset
+    from fnedge.data.copied_arguments import copied_arguments
+
+    catalog = load_catalog(None)
+    copied = copied_arguments(generate_dataset(catalog, n=1500, seed=5), catalog)
+    assert copied["get_weather"] == {"city": False}
+    assert copied["save_file"]["content"] is True  # dictated, or the {{text}} the model wrote
+    assert "calculate" not in copied  # "15减8再乘72" -> "(15-8)*72" is computed, not copied
+    assert "time" not in copied.get("set_alarm", {})
+
+
+def test_a_field_the_data_does_not_always_copy_is_not_listed():
+    from fnedge.data.copied_arguments import copied_arguments
+
+    catalog = parse_catalog([{"type": "function", "function": {
+        "name": "note", "description": "Take a note",
+        "parameters": {"type": "object", "properties": {"body": {"type": "string"}}, "required": ["body"]}}}])
+
+    def record(user: str, body: str) -> dict:
+        return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "note", "arguments": {"body": body}}}]}]}
+    copies = [record(f"note: buy {n} eggs", f"buy {n} eggs") for n in range(40)]
+    assert copied_arguments(copies, catalog) == {"note": {"body": False}}
+    assert copied_arguments(copies + [record("note the usual", "buy milk")] * 2, catalog) == {}
+
+
+def test_a_tool_whose_required_value_was_not_said_cannot_be_called(guide_factory):
+    from fnedge.runtime.call_grammar import callable_tools
+
+    catalog = load_catalog(None)
+    assert "set_alarm" not in callable_tools(catalog, ["帮我设个闹钟"]).names
+    assert "set_alarm" in callable_tools(catalog, ["帮我设个六点的闹钟"]).names
+    assert "convert_units" not in callable_tools(catalog, ["convert miles to km"]).names
+    only_alarm = parse_catalog([catalog["set_alarm"].to_openai()])
+    assert guide_factory.guide(only_alarm, ["set an alarm"]).tool_choice == "none"  # it must ask
+    assert guide_factory.guide(only_alarm, ["set an alarm"], tool_choice="required").tool_choice == "required"
+    # optional values nobody said are left out, never invented
+    assert not _accepts(guide_factory, catalog, ["hotels in Oslo"], "search_hotels", {"city": "Oslo", "nights": 2})
+    assert _accepts(guide_factory, catalog, ["hotels in Oslo"], "search_hotels", {"city": "Oslo"})
+
+
+def test_every_training_call_is_to_a_callable_tool():
+    from fnedge.data import generate_dataset
+    from fnedge.runtime.call_grammar import callable_tools
+
+    catalog = load_catalog(None)
+    checked = 0
+    for record in generate_dataset(catalog, n=1500, seed=21):
+        messages = record["messages"]
+        for position, message in enumerate(messages):
+            sources = [m["content"] for m in messages[:position] if m["role"] in ("user", "tool")]
+            for call in message.get("tool_calls") or []:
+                assert call["function"]["name"] in callable_tools(catalog, sources).names, (sources, call)
+                checked += 1
+    assert checked > 300
