@@ -182,3 +182,60 @@ def test_every_training_call_is_to_a_callable_tool():
                 assert call["function"]["name"] in callable_tools(catalog, sources).names, (sources, call)
                 checked += 1
     assert checked > 300
+
+
+class PrefersAlarm:
+    """A stand-in model that always wants set_alarm: it opens a call, names set_alarm, and
+    otherwise writes "?" and stops."""
+
+    n_ctx = 512
+
+    def __init__(self, tokenizer) -> None:
+        from fnedge.chat_format import IM_END, TOOL_CALL_OPEN
+        self.tokenizer = tokenizer
+        self.open_id = tokenizer.convert_tokens_to_ids(TOOL_CALL_OPEN)
+        self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.question = tokenizer.encode("?", add_special_tokens=False)[0]
+        self.preferred = tokenizer.encode('{"name": "set_alarm"', add_special_tokens=False)
+        self.reply: list[int] = []
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, tokens):
+        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+    def prefill(self, tokens):
+        self.reply = []
+        return self._logits()
+
+    def extend(self, tokens):
+        self.reply += list(tokens)
+        return self._logits()
+
+    def _logits(self):
+        import numpy as np
+        logits = np.zeros(len(self.tokenizer), dtype=np.float32)
+        if not self.reply:
+            logits[self.open_id], logits[self.question] = 10, 5
+        elif self.reply == [self.question]:
+            logits[self.eos_id] = 10
+        else:
+            for token in self.preferred:
+                logits[token] += 3  # whatever the grammar allows, set_alarm's pieces first
+        return logits
+
+
+def test_a_reply_that_would_call_a_tool_without_its_required_value_asks_instead(guide_factory):
+    from fnedge.chat_format import parse_assistant
+    from fnedge.export.build import default_model_dir
+    from fnedge.runtime.generation import timed_generation
+    from fnedge.train.tokenizer import load_tokenizer
+
+    catalog = load_catalog(None)
+    model = PrefersAlarm(load_tokenizer(default_model_dir()))
+    unsaid = timed_generation(model, "x", 64, guide_factory.guide(catalog, ["wake me up tomorrow"]))
+    assert parse_assistant(unsaid.text).calls == [] and unsaid.text == "?"
+    said = timed_generation(model, "x", 64, guide_factory.guide(catalog, ["wake me up at 6:15 tomorrow"]))
+    calls = parse_assistant(said.text).calls
+    assert [c["name"] for c in calls] == ["set_alarm"] and calls[0]["arguments"]["time"] in ("06:15", "18:15")

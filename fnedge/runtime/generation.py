@@ -67,6 +67,16 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
         step = forced or [_choose(logits, guide)]
         if step[0] == model.eos_id:
             return
+        if produced == 0 and guide is not None and guide.every_tool_grammar is not None \
+                and step == [guide.factory.open_id]:
+            opened = _open_or_ask(model, step, guide, room=limit - produced)
+            if opened is None:  # withdrawn: the reply starts over, in prose
+                logits = model.prefill(prompt_tokens)
+                continue
+            step, logits = opened
+            yield from step
+            produced += len(step)
+            continue
         for token in step:
             if guide:
                 guide.observe(token)
@@ -74,6 +84,27 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
         produced += len(step)
         if produced < hard_limit:  # the last token's logits would never be read
             logits = model.extend(step)
+
+
+def _open_or_ask(model: StepModel, opening: list[int], guide: CallGuide,
+                 room: int) -> tuple[list[int], np.ndarray] | None:
+    """The reply opens a call: run it up to the tool name. If the model's tool is one it cannot
+    call (a required value the user did not say), withdraw the call (None), so that the reply
+    asks for the value; else return the opening tokens (observed and evaluated) and the logits
+    at the name, so that going on costs nothing extra. `room`: tokens the budget still allows."""
+    for token in opening:
+        guide.observe(token)
+    head = guide.forced()
+    if len(opening) + len(head) > room:  # the name is past the budget: no call will close anyway
+        guide.forced_count -= len(head)
+        return opening, model.extend(opening)
+    for token in head:
+        guide.observe(token)
+    name_logits = model.extend(opening + head)
+    if guide.prefers_uncallable(name_logits, head):
+        guide.withdraw_call()
+        return None
+    return opening + head, name_logits
 
 
 def _choose(logits: np.ndarray, guide: CallGuide | None) -> int:

@@ -47,12 +47,19 @@ class GuideFactory:
         if tool_choice not in ("auto", "none", "required"):
             raise FnedgeError(f"tool_choice must be auto, none or required, not {tool_choice!r}")
         callable_ = callable_tools(catalog, sources)
-        if tool_choice != "required":  # a demanded call may fill an unsaid argument from its type alone
+        every_tool = None
+        if tool_choice != "required" and len(callable_.tools) < len(catalog.tools):
+            # A demanded call may fill an unsaid argument from its type alone; otherwise a tool
+            # whose required value was not said is not callable, and a reply that would open
+            # with a call to it asks instead (`CallGuide.prefers_uncallable`).
+            every_tool = call_grammar(catalog, sources, self.close_id, copied)
             if not callable_.tools:
-                tool_choice = "none"  # every tool lacks a required value: the reply must ask for it
+                tool_choice = "none"
             else:
                 catalog = callable_
-        return CallGuide(self, call_grammar(catalog, sources, self.close_id, copied), force, tool_choice)
+        guide = CallGuide(self, call_grammar(catalog, sources, self.close_id, copied), force, tool_choice)
+        guide.every_tool_grammar = every_tool
+        return guide
 
 
 class CallGuide:
@@ -71,10 +78,32 @@ class CallGuide:
         self.tool_choice = tool_choice
         self.started = False
         self.overrun = 0  # tokens a call open at the token limit may still take to close
+        self.every_tool_grammar: str | None = None  # the call grammar without the callability filter
         prose_forbidden = factory.prose_forbidden
         if tool_choice == "none":
             prose_forbidden = np.append(prose_forbidden, factory.open_id)
         self.prose_forbidden = prose_forbidden
+
+    def prefers_uncallable(self, logits: np.ndarray, head: Sequence[int]) -> bool:
+        """At the tool name of a call that opens the reply (`head`: the tokens up to the name):
+        whether the model's choice among *all* tools is one it cannot call for lack of a value
+        the user did not say. Then the reply should ask for it instead (`withdraw_call`)."""
+        if self.every_tool_grammar is None:
+            return False
+        from llguidance import LLMatcher
+
+        every_tool = LLMatcher(self.factory.tokenizer, LLMatcher.grammar_from_lark(self.every_tool_grammar))
+        for token in head:
+            every_tool.consume_token(token)
+        preferred = int(np.argmax(_masked(logits, every_tool)))
+        return bool(np.isneginf(self.mask(logits)[preferred]))
+
+    def withdraw_call(self) -> None:
+        """Back to the start of the reply, which may no longer open with a call."""
+        self.active = self.started = False
+        self.matcher.reset()
+        self.prose_forbidden = np.append(self.prose_forbidden, self.factory.open_id)
+        self.every_tool_grammar = None
 
     def observe(self, token: int) -> None:
         """Record a token the loop emitted (sampled or forced)."""
@@ -106,8 +135,12 @@ class CallGuide:
             logits = logits.copy()
             logits[self.prose_forbidden] = -np.inf
             return logits
-        bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        allowed = bits[: logits.shape[-1]].astype(bool)
-        if len(allowed) < logits.shape[-1]:  # a padded output head: rows past the vocab never allowed
-            allowed = np.concatenate([allowed, np.zeros(logits.shape[-1] - len(allowed), dtype=bool)])
-        return np.where(allowed, logits, -np.inf)
+        return _masked(logits, self.matcher)
+
+
+def _masked(logits: np.ndarray, matcher) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    allowed = bits[: logits.shape[-1]].astype(bool)
+    if len(allowed) < logits.shape[-1]:  # a padded output head: rows past the vocab never allowed
+        allowed = np.concatenate([allowed, np.zeros(logits.shape[-1] - len(allowed), dtype=bool)])
+    return np.where(allowed, logits, -np.inf)
