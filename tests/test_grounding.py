@@ -239,3 +239,19 @@ def test_a_reply_that_would_call_a_tool_without_its_required_value_asks_instead(
     said = timed_generation(model, "x", 64, guide_factory.guide(catalog, ["wake me up at 6:15 tomorrow"]))
     calls = parse_assistant(said.text).calls
     assert [c["name"] for c in calls] == ["set_alarm"] and calls[0]["arguments"]["time"] in ("06:15", "18:15")
+
+
+def test_units_and_languages_named_in_words():
+    from fnedge.runtime.grounding import mentioned_languages, mentioned_units
+
+    assert mentioned_units(["3千米等于多少英尺"]) == ["km", "ft"]  # 千米 is km, not 米
+    assert mentioned_units(["I'm 70 kg, how many pounds"]) == ["kg", "lb"]  # the m of I'm is no unit
+    assert mentioned_units(["98.6°F in celsius"]) == ["f", "c"]
+    assert mentioned_languages(["请翻成韩语", "and in German?"]) == ["ko", "de"]
+    catalog = load_catalog(None)
+    target = catalog["translate"].properties["target_lang"]
+    assert grounded_values(target, ["“早安”用法语怎么说"]).values == ["fr", "zh"]  # named, and the user's own
+    assert grounded_values(target, ["what does 'merci' mean"]).values == ["en"]
+    unit = catalog["convert_units"].properties["from_unit"]
+    assert grounded_values(unit, ["5公里是几英里"]).values == ["km", "mi"]
+    assert grounded_values(unit, ["5 leagues in furlongs"]) is None  # nothing it knows: free

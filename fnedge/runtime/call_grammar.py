@@ -71,7 +71,7 @@ def unsaid_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
     """Number, time and date arguments the conversation gives no value for: the model may not
     invent one (an optional one is left out; a tool that requires one cannot be called)."""
     return {key for key, prop in tool.properties.items()
-            if field_kind(prop) is not None and grounded_values(prop, sources) is None}
+            if field_kind(prop) in ("number", "time", "date") and grounded_values(prop, sources) is None}
 
 
 def callable_tools(catalog: Catalog, sources: Sequence[str]) -> Catalog:

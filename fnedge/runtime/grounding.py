@@ -322,7 +322,7 @@ _MONTH = "(" + "|".join(m[:3] + f"(?:{m[3:]})?" for m in _MONTHS) + r")\.?"
 _ISO = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})(?!\d)")
 _ZH_MONTH_DAY = re.compile(r"(?<![\d年/.-])(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月"
                            r"\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*[日号號]?")
-_EN_MONTH_DAY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s*(\d{{4}}))?")
+_EN_MONTH_DAY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?(?!\d)(?:,?\s*(\d{{4}}))?")
 _EN_DAY_MONTH = re.compile(rf"\b(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\b(?:,?\s*(\d{{4}}))?")
 
 
@@ -362,9 +362,13 @@ _RELATIVE_WORD = re.compile(r"^[a-z]+(?:_[a-z]+)*$")
 
 
 def field_kind(prop: dict[str, Any]) -> str | None:
-    """'number', 'time' or 'date' for properties whose value the conversation must mention."""
+    """'number', 'time' or 'date' for properties whose value the conversation must mention;
+    'unit' and 'language' for those whose value it names in words ("公里" -> km, "法语" -> fr)."""
     if "enum" in prop:
-        return None
+        codes = [v for v in prop["enum"] if isinstance(v, str)]
+        return "language" if codes and all(v.lower() in _LANGUAGE_NAMES for v in codes) else None
+    if prop.get("type") == "string" and _UNIT_FIELD.search(prop.get("description", "")):
+        return "unit"
     if prop.get("type") in ("integer", "number"):
         return "number"
     description = prop.get("description", "")
@@ -406,7 +410,70 @@ def grounded_values(prop: dict[str, Any], sources: Sequence[str]) -> Grounded | 
         words = relative_date_words(prop)
         # A description that lists no keywords leaves an unrecognised way of saying a date free.
         return Grounded(words + full, yearless) if words or full or yearless else None
+    if kind == "unit":
+        units = mentioned_units(sources)
+        return Grounded(units) if units else None
+    if kind == "language":
+        # The languages named, and the one the user writes in ("这句英文什么意思" wants zh).
+        codes = [c for c in mentioned_languages(sources) + [_writing_language(sources)] if c in prop["enum"]]
+        return Grounded(_unique(codes)) if codes else None
     return None
+
+
+# ---- units and languages, named in words --------------------------------------------------------
+
+_UNIT_FIELD = re.compile(r"\bunit\b|单位", re.IGNORECASE)
+# symbol: what a user may call it. Longer names are matched first, so 千米 is km, not m.
+_UNIT_NAMES = {
+    "km": ["kilometers", "kilometres", "kilometer", "kilometre", "kms", "km", "公里", "千米"],
+    "mi": ["miles", "mile", "mi", "英里"],
+    "m": ["meters", "metres", "meter", "metre", "m", "米"],
+    "cm": ["centimeters", "centimetres", "centimeter", "centimetre", "cm", "厘米"],
+    "mm": ["millimeters", "millimetres", "millimeter", "millimetre", "mm", "毫米"],
+    "ft": ["feet", "foot", "ft", "英尺", "呎", "尺"],
+    "in": ["inches", "inch", "英寸", "吋"],
+    "kg": ["kilograms", "kilogram", "kilos", "kilo", "kg", "公斤", "千克"],
+    "g": ["grams", "gram", "g", "克"],
+    "lb": ["pounds", "pound", "lbs", "lb", "磅"],
+    "oz": ["ounces", "ounce", "oz", "盎司"],
+    "c": ["celsius", "centigrade", "°c", "℃", "摄氏", "c"],
+    "f": ["fahrenheit", "°f", "℉", "华氏", "f"],
+}
+_UNIT_PATTERN = re.compile("|".join(
+    (re.escape(name) if not name.isascii() or not name.isalpha() else rf"(?<![a-z'’]){name}(?![a-z])")
+    for name in sorted((n for names in _UNIT_NAMES.values() for n in names), key=len, reverse=True)))
+_UNIT_OF = {name: symbol for symbol, names in _UNIT_NAMES.items() for name in names}
+
+_LANGUAGE_NAMES = {
+    "zh": ["chinese", "mandarin", "中文", "汉语", "普通话", "国语"], "en": ["english", "英语", "英文"],
+    "ja": ["japanese", "日语", "日文"], "ko": ["korean", "韩语", "韩文", "朝鲜语"], "fr": ["french", "法语", "法文"],
+    "de": ["german", "德语", "德文"], "es": ["spanish", "西班牙语", "西语"], "it": ["italian", "意大利语"],
+    "ru": ["russian", "俄语", "俄文"], "pt": ["portuguese", "葡萄牙语"], "ar": ["arabic", "阿拉伯语"],
+}
+_LANGUAGE_PATTERN = re.compile("|".join(
+    (rf"\b{re.escape(name)}\b" if name.isascii() else re.escape(name))
+    for name in sorted((n for names in _LANGUAGE_NAMES.values() for n in names), key=len, reverse=True)))
+_LANGUAGE_OF = {name: code for code, names in _LANGUAGE_NAMES.items() for name in names}
+
+
+def mentioned_units(texts: Sequence[str]) -> list[str]:
+    """Unit symbols the texts name, in order: "5公里是多少英里" -> ["km", "mi"]."""
+    return _unique(_UNIT_OF[m.group()] for t in texts for m in _UNIT_PATTERN.finditer(normalized(t)))
+
+
+def mentioned_languages(texts: Sequence[str]) -> list[str]:
+    """Language codes the texts name, in order: "翻成法语" -> ["fr"]."""
+    return _unique(_LANGUAGE_OF[m.group()] for t in texts for m in _LANGUAGE_PATTERN.finditer(normalized(t)))
+
+
+_QUOTED = re.compile(r"[“\"'‘「『][^“”\"'‘’「」『』]*[”\"'’」』]")
+
+
+def _writing_language(texts: Sequence[str]) -> str:
+    """zh or en: what the last message is mostly written in, quotations aside."""
+    text = _QUOTED.sub(" ", texts[-1] if texts else "")
+    han, latin_words = len(re.findall("[\u4e00-\u9fff]", text)), len(re.findall("[A-Za-z]+", text))
+    return "zh" if 2 * han >= latin_words else "en"
 
 
 _SAID_MAXIMUM = re.compile(r"\b(?:full|max|maximum|highest|brightest|loudest)\b|all the way up"
