@@ -35,36 +35,84 @@ def train(
     threads: Optional[int] = typer.Option(None, help="Torch threads (default: all cores)."),
     lora: bool = typer.Option(False, "--lora", help="Adapt a pretrained base with LoRA instead of training from "
                                                     "scratch (LoRA settings: the config's 'lora' mapping)."),
-    base: Optional[Path] = typer.Option(None, help="LoRA base: an HF model folder or a .gguf file "
-                                                   "(default: the built-in model)."),
+    qat: bool = typer.Option(False, "--qat", help="Fine-tune a trained model through the Q4_0 export's "
+                                                  "quantizer (QAT; defaults: lr 2e-4, 0.25 epochs, 20 warmup "
+                                                  "steps; settings: the config's 'qat' mapping)."),
+    dpo: bool = typer.Option(False, "--dpo", help="Preference-train a trained model (--base, default: the built-in "
+                                                  "one) on its own wrong replies to fresh prompts (DPO; defaults: "
+                                                  "lr 2e-4, 2 epochs, 5 warmup steps; settings: the config's 'dpo' "
+                                                  "mapping)."),
+    distill: bool = typer.Option(False, "--distill", help="Train a student (--preset from scratch, or --base) "
+                                                          "from a teacher model (settings: the config's 'distill' "
+                                                          "mapping)."),
+    teacher: Optional[Path] = typer.Option(None, help="The --distill teacher: an HF model folder (overrides "
+                                                      "distill.teacher)."),
+    base: Optional[Path] = typer.Option(None, help="Starting model of --lora / --qat / --dpo (or the --distill "
+                                                   "student): an HF model folder or a .gguf file (default: the "
+                                                   "built-in model; DPO needs a folder)."),
+    generalist: bool = typer.Option(False, "--generalist", help="Train a model that reads each request's tools "
+                                                                "from its prompt (without --data: generate "
+                                                                "conversations with synthesized catalogs)."),
     fresh: bool = typer.Option(False, help="Discard an existing run in --out and start over."),
 ) -> None:
-    """Train a model from scratch on CPU, or adapt a pretrained base with --lora (either resumes
-    automatically if --out holds an interrupted run)."""
+    """Train a model from scratch on CPU, adapt a pretrained base with --lora, or fine-tune a model
+    for its 4-bit export with --qat, preference-train it on its own mistakes with --dpo, or distill a
+    teacher into a student with --distill (each resumes automatically if --out holds an interrupted run)."""
     import shutil
 
     from fnedge.train.config import TrainConfig
+    from fnedge.train.distill import train_distill
+    from fnedge.train.dpo import train_dpo
     from fnedge.train.lora import train_lora
+    from fnedge.train.qat import train_qat
     from fnedge.train.trainer import train as run_training
 
+    if lora and qat:
+        raise FnedgeError("--lora and --qat are two different stages: choose one (to QAT a LoRA run's "
+                          "merged model, run --qat --base RUN/model afterwards)")
     settings = TrainConfig.load(config).to_dict() if config else {}
     if lora and settings.get("lora") is None:
         settings["lora"] = {}  # every LoRA default
+    if qat and settings.get("qat") is None:
+        if config:  # a loaded config spells out every setting, so the QAT defaults cannot apply
+            typer.echo("fnedge: --qat uses the config's lr, epochs and warmup_steps (a 'qat' mapping in "
+                       "the config gets the QAT defaults for those it leaves out)", err=True)
+        settings["qat"] = {}  # every QAT default
+    if dpo and settings.get("dpo") is None:
+        if config:  # as with --qat: a loaded config spells out lr, epochs and warmup_steps
+            typer.echo("fnedge: --dpo uses the config's lr, epochs and warmup_steps (a 'dpo' mapping in "
+                       "the config gets the DPO defaults for those it leaves out)", err=True)
+        settings["dpo"] = {}  # every DPO default
+    if distill and settings.get("distill") is None:
+        settings["distill"] = {}
+    if teacher is not None:
+        if settings.get("distill") is None:
+            raise FnedgeError("--teacher is the teacher of a distillation run: add --distill")
+        settings["distill"] = {**settings["distill"], "teacher": str(teacher)}
     adapting = settings.get("lora") is not None
+    quantizing = settings.get("qat") is not None
+    preferring = settings.get("dpo") is not None
+    distilling = settings.get("distill") is not None
     if base is not None:
-        if not adapting:
-            raise FnedgeError("--base is the base of a LoRA run: add --lora")
+        if not (adapting or quantizing or preferring or distilling):
+            raise FnedgeError("--base is the starting model of a LoRA or QAT run: add --lora or --qat "
+                              "(DPO and distillation start from it too: --dpo, --distill)")
         settings["base"] = str(base)
-    if adapting and preset is not None:
-        typer.echo("fnedge: --preset is ignored with --lora (the base defines the model)", err=True)
+    if preferring and preset is not None:
+        typer.echo("fnedge: --preset is ignored with --dpo (the starting model defines the model)", err=True)
+        preset = None
+    if (adapting or quantizing) and preset is not None:
+        typer.echo("fnedge: --preset is ignored with --lora and --qat (the base defines the model)", err=True)
         preset = None
     overrides = {"preset": preset, "catalog": str(catalog) if catalog else None, "data": str(data) if data else None,
-                 "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads}
+                 "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads,
+                 "generalist": True if generalist else None}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     train_config = TrainConfig.from_dict(settings, source=str(config or "flags"))
     if fresh and out.exists():
         shutil.rmtree(out)
-    runner = train_lora if adapting else run_training
+    runner = (train_lora if adapting else train_qat if quantizing else train_dpo if preferring
+              else train_distill if distilling else run_training)
     model_dir = runner(train_config, out, command="fnedge " + shlex.join(sys.argv[1:]))
     typer.echo(f"model written to {model_dir}")
 

@@ -22,6 +22,7 @@ class LoraSettings:
     alpha: float = 32.0                # updates are scaled by alpha / rank
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS))
+    quantize_base: str | None = None   # QLoRA: hold the frozen base in 4 bits (bitsandbytes nf4 or fp4)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> "LoraSettings":
@@ -42,6 +43,118 @@ class LoraSettings:
         modules = settings.target_modules
         if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
             raise FnedgeError(f"{source}: 'lora.target_modules' must be a non-empty list of module names")
+        if settings.quantize_base not in (None, *QLORA_TYPES):
+            raise FnedgeError(f"{source}: 'lora.quantize_base' must be one of {', '.join(QLORA_TYPES)} "
+                              f"(bitsandbytes 4-bit types), got {settings.quantize_base!r}")
+        return settings
+
+
+QLORA_TYPES = ("nf4", "fp4")
+QAT_SCHEMES = ("q4_0",)
+# A QAT run fine-tunes a trained model: its defaults are a fine-tune's, used where the config leaves
+# them out. 2e-4 is where the from-scratch schedule ends (lr 2e-3 x min_lr_ratio 0.1); a quarter
+# epoch is enough for the weights to settle on the 4-bit grid without drifting from the base.
+QAT_DEFAULTS = {"lr": 2e-4, "epochs": 0.25, "warmup_steps": 20}
+
+
+@dataclass
+class QatSettings:
+    """The `qat:` mapping: fine-tune `base` while its weights pass through the export's quantizer."""
+    scheme: str = "q4_0"               # the GGUF type the model will be exported as
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str) -> "QatSettings":
+        if raw is True:  # `qat: true`: every default
+            raw = {}
+        if not isinstance(raw, dict):
+            raise FnedgeError(f"{source}: 'qat' must be a mapping of QAT settings (or true)")
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise FnedgeError(f"{source}: unknown QAT setting(s) {sorted(unknown)}")
+        settings = cls(**raw)
+        if settings.scheme not in QAT_SCHEMES:
+            raise FnedgeError(f"{source}: 'qat.scheme' must be one of {', '.join(QAT_SCHEMES)} "
+                              f"(got {settings.scheme!r})")
+        return settings
+
+
+# DPO fine-tunes a trained model on a few hundred pairs: a fine-tune's schedule, used where the
+# config leaves it out (as QAT_DEFAULTS). A batch holds ~10 pairs: 100 pairs make 10 steps an epoch.
+DPO_DEFAULTS = {"lr": 2e-4, "epochs": 2.0, "warmup_steps": 5}
+DISTILL_MODES = ("auto", "logits", "data")
+
+
+def _mapping(raw: Any, name: str, cls: type, source: str) -> dict[str, Any]:
+    """A stage's settings mapping (`true` for every default), with unknown keys refused."""
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FnedgeError(f"{source}: '{name}' must be a mapping of settings (or true)")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise FnedgeError(f"{source}: unknown '{name}' setting(s) {sorted(unknown)}")
+    return raw
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass
+class DpoSettings:
+    """The `dpo:` mapping: preference training on the starting model's own wrong replies (fnedge/train/dpo.py)."""
+    beta: float = 0.1                  # how far the policy may move from the reference per unit of reward
+    n_prompts: int = 400               # generated conversations whose replies are checked
+    prompt_seed: int | None = None     # None: the starting model's data_seed + 1 (prompts it was not trained on)
+    max_new_tokens: int = 128          # per reply, as the runtime's max_tokens
+    constrained: bool = True           # decode calls under the call grammar, as the runtime does
+    chosen_nll_weight: float = 0.0     # + this x the chosen reply's per-token NLL (RPO); 0: plain DPO
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str) -> "DpoSettings":
+        settings = cls(**_mapping(raw, "dpo", cls, source))
+        if not (_is_number(settings.beta) and settings.beta > 0):
+            raise FnedgeError(f"{source}: 'dpo.beta' must be a positive number, got {settings.beta!r}")
+        for name in ("n_prompts", "max_new_tokens"):
+            if not (_is_int(getattr(settings, name)) and getattr(settings, name) > 0):
+                raise FnedgeError(f"{source}: 'dpo.{name}' must be a positive integer")
+        if settings.prompt_seed is not None and not _is_int(settings.prompt_seed):
+            raise FnedgeError(f"{source}: 'dpo.prompt_seed' must be an integer (or left out)")
+        if not isinstance(settings.constrained, bool):
+            raise FnedgeError(f"{source}: 'dpo.constrained' must be true or false")
+        if not (_is_number(settings.chosen_nll_weight) and settings.chosen_nll_weight >= 0):
+            raise FnedgeError(f"{source}: 'dpo.chosen_nll_weight' must be a number >= 0")
+        return settings
+
+
+@dataclass
+class DistillSettings:
+    """The `distill:` mapping: train a student (`preset`, or `base`) from a teacher model (fnedge/train/distill.py)."""
+    teacher: str | None = None         # the teacher's HF model folder (or --teacher)
+    alpha: float = 0.5                 # the teacher's share: of the loss (logits), of the data (data)
+    temperature: float = 2.0           # softens both distributions in the KL term
+    mode: str = "auto"                 # logits (KL, shared vocabulary), data (teacher-written replies), auto
+    max_new_tokens: int = 192          # per teacher reply (data mode)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str) -> "DistillSettings":
+        settings = cls(**_mapping(raw, "distill", cls, source))
+        if not isinstance(settings.teacher, str) or not settings.teacher:
+            raise FnedgeError(f"{source}: distillation needs a teacher model ('distill.teacher' or --teacher PATH)")
+        if not (_is_number(settings.alpha) and 0 <= settings.alpha <= 1):
+            raise FnedgeError(f"{source}: 'distill.alpha' must be a number from 0 to 1, got {settings.alpha!r}")
+        if not (_is_number(settings.temperature) and settings.temperature > 0):
+            raise FnedgeError(f"{source}: 'distill.temperature' must be a positive number, "
+                              f"got {settings.temperature!r}")
+        if settings.mode not in DISTILL_MODES:
+            raise FnedgeError(f"{source}: 'distill.mode' must be one of {', '.join(DISTILL_MODES)}, "
+                              f"got {settings.mode!r}")
+        if not (_is_int(settings.max_new_tokens) and settings.max_new_tokens > 0):
+            raise FnedgeError(f"{source}: 'distill.max_new_tokens' must be a positive integer")
         return settings
 
 
@@ -72,7 +185,17 @@ class TrainConfig:
     precision: str = "auto"            # bf16 autocast where the CPU has bf16 units (~1.8x here), else fp32
     # LoRA runs (fnedge/train/lora.py) adapt `base` instead of training `preset`; vocab_size is unused.
     lora: LoraSettings | None = None
-    base: str | None = None            # HF model folder or .gguf file; None: the built-in default model
+    # QAT runs (fnedge/train/qat.py) fine-tune `base` as its 4-bit export will compute (QAT_DEFAULTS).
+    qat: QatSettings | None = None
+    # DPO runs (fnedge/train/dpo.py) preference-train `base` (DPO_DEFAULTS); distillation runs
+    # (fnedge/train/distill.py) train `preset` from scratch, or `base`, from a teacher.
+    dpo: DpoSettings | None = None
+    distill: DistillSettings | None = None
+    base: str | None = None            # LoRA/QAT starting model: HF folder or .gguf; None: the built-in model
+    # A generalist reads each request's tools from its prompt (fnedge/data/generalist.py); with no
+    # `data`, its conversations are generated with synthesized catalogs. Data whose records carry
+    # `tool_schemas` makes a generalist too.
+    generalist: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -93,6 +216,18 @@ class TrainConfig:
             raise FnedgeError(f"{source}: unknown training setting(s) {sorted(unknown)}")
         lora = raw.get("lora")
         raw = {**raw, "lora": None if lora is None or lora is False else LoraSettings.from_dict(lora, source)}
+        qat = raw.get("qat")
+        if qat is not None and qat is not False:
+            raw = {**QAT_DEFAULTS, **raw, "qat": QatSettings.from_dict(qat, source)}
+        else:
+            raw["qat"] = None
+        dpo = raw.get("dpo")
+        if dpo is not None and dpo is not False:
+            raw = {**DPO_DEFAULTS, **raw, "dpo": DpoSettings.from_dict(dpo, source)}
+        else:
+            raw["dpo"] = None
+        distill = raw.get("distill")
+        raw["distill"] = None if distill is None or distill is False else DistillSettings.from_dict(distill, source)
         config = cls(**raw)
         config.validate(source)
         return config
@@ -112,8 +247,17 @@ class TrainConfig:
             raise FnedgeError(f"{source}: 'precision' must be auto, bf16 or fp32")
         if self.batch_tokens < self.max_tokens:
             raise FnedgeError(f"{source}: 'batch_tokens' must be at least 'max_tokens'")
-        if self.base is not None and self.lora is None:
-            raise FnedgeError(f"{source}: 'base' is only used by LoRA runs (add a 'lora' mapping or --lora)")
+        if self.lora is not None and self.qat is not None:
+            raise FnedgeError(f"{source}: 'lora' and 'qat' are two different stages; a run is one of them "
+                              f"(QAT-train a LoRA-merged model in a second run with base: RUN/model)")
+        stages = [name for name in ("lora", "qat", "dpo", "distill") if getattr(self, name) is not None]
+        if len(stages) > 1:
+            raise FnedgeError(f"{source}: {' and '.join(repr(s) for s in stages)} are different stages; "
+                              f"a run is one of them (start the next stage from RUN/model with 'base')")
+        if self.base is not None and not stages:
+            raise FnedgeError(f"{source}: 'base' is only used by LoRA runs and QAT runs, as their starting model "
+                              f"(add a 'lora' or 'qat' mapping, or --lora / --qat); DPO and distillation runs "
+                              f"start from it too (--dpo, --distill)")
         if self.base is not None and not isinstance(self.base, str):
             raise FnedgeError(f"{source}: 'base' must be a path (an HF model folder or a .gguf file)")
 

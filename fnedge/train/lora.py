@@ -19,6 +19,9 @@ ones.
 
 The merge is checked: the adapter model, the merged model and the merged folder as saved must
 write the same greedy tokens for a few held-out prompts; fnedge.json records the outcome.
+
+With `lora: {quantize_base: nf4}` the frozen base is held in 4 bits while training (QLoRA,
+fnedge/train/qlora.py), and the adapter is merged into the float base.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ import torch
 from fnedge.catalog import load_catalog
 from fnedge.chat_format import render
 from fnedge.data.copied_arguments import copied_arguments
+from fnedge.data.generalist import carries_tools
 from fnedge.errors import FnedgeError
 from fnedge.io import write_json_atomic
 from fnedge.train.bases import Base, load_base
 from fnedge.train.config import LoraSettings, TrainConfig
+from fnedge.train.qlora import float_base_with_adapter, quantize_base
 from fnedge.train.trainer import (RunState, encode_splits, evaluate_loss, fit, loss_text, make_optimizer, open_run,
                                   publish_model, run_locked, stage_model, training_record)
 
@@ -56,11 +61,14 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
 
     torch.manual_seed(config.seed)  # LoRA's initial A matrices and dropout draw from it
     base = load_base(config.base)
+    four_bit = config.lora.quantize_base  # QLoRA (fnedge/train/qlora.py): the frozen base in 4 bits
+    quantized = quantize_base(base.model, four_bit, config.precision) if four_bit else []
     tokenizer = base.tokenizer
     train_examples, dev_examples, dropped = encode_splits(tokenizer, train_records, dev_records, config, run_dir)
     pad_id = tokenizer.pad_token_id
     base_dev_loss = evaluate_loss(base.model, dev_examples, config.batch_tokens, pad_id)
-    print(f"base {base.source}: dev loss {loss_text(base_dev_loss)}"
+    print(f"base {base.source}{f' ({four_bit}, {len(quantized)} layers)' if four_bit else ''}: "
+          f"dev loss {loss_text(base_dev_loss)}"
           + (f", added {', '.join(base.new_tokens)}" if base.new_tokens else ""))
 
     model = attach_lora(base, config.lora)
@@ -70,8 +78,14 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     save_adapter(model, tokenizer, run_dir)
     prompts = check_prompts(tokenizer, dev_records or train_records)
     extra = {"base": str(base.source), "added_tokens": base.new_tokens, "base_dev_loss": base_dev_loss,
-             "copied_arguments": copied_arguments(train_records, load_catalog(config.catalog)),
+             # a generalist's tools come with each request, so no field of a trained catalog is held to copies
+             "generalist": config.generalist or carries_tools(train_records),
+             "copied_arguments": ({} if config.generalist or carries_tools(train_records)
+                                  else copied_arguments(train_records, load_catalog(config.catalog))),
              "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    if four_bit:  # merge into the float base, not into its 4-bit copy
+        extra["quantized_base"] = {"type": four_bit, "layers": len(quantized), "merged_into": "float32 base"}
+        model, base = float_base_with_adapter(config.base, run_dir / "adapter")
     return save_merged(model, base, prompts, config, state, run_dir, command, extra)
 
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,15 @@ def run_locked(run_dir: Path, body: Callable[[Path], Path]) -> Path:
 def open_run(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What every stage does first: check (or save) the run's config, set the threads, and load
     (or generate) its train and dev conversations."""
+    start_run(config, run_dir)
+    return prepare_data(config, run_dir)
+
+
+def start_run(config: TrainConfig, run_dir: Path) -> None:
+    """open_run without the conversations, for a stage that makes its own data (DPO's pairs)."""
     _check_or_save_config(config, run_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
-    return prepare_data(config, run_dir)
 
 
 def loss_text(loss: float | None) -> str:
@@ -100,17 +105,58 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
+Batch = tuple[torch.Tensor, ...]  # (ids, labels, ...): token ids first, then whatever the loss needs
+LossResult = tuple[torch.Tensor, dict[str, float]]  # the loss to minimise, and figures worth logging
+
+
+@dataclass
+class Objective:
+    """What `fit_objective` minimises, and over which batches. The default is next-token loss on
+    single conversations (`next_token_objective`); a stage with another loss (DPO's pairs of
+    replies, distillation's teacher term) brings its own instead of a second training loop."""
+    summary: str                                              # what one epoch holds, for the start line
+    steps_per_epoch: int
+    batches: Callable[[int, int], Iterator[Batch]]            # (epoch, batches to skip) -> that epoch's batches
+    loss: Callable[[torch.nn.Module, Batch], LossResult]
+    evaluate: Callable[[torch.nn.Module], float | None]       # the dev figure (lower is better), None: no dev split
+
+
+def next_token_objective(train_examples: list[Example], dev_examples: list[Example], pad_id: int,
+                         config: TrainConfig, dropped: int = 0,
+                         loss: Callable[[torch.nn.Module, Batch], LossResult] | None = None) -> Objective:
+    """Conversations in length-bucketed batches, reshuffled each epoch; by default the reply loss
+    (`training_loss`), dev loss on the held-out conversations."""
+    def reply_loss(model: torch.nn.Module, batch: Batch) -> LossResult:
+        ids, labels = batch
+        return training_loss(model, ids, labels, pad_id, config.context_loss_weight), {}
+
+    lengths = [len(e.ids) for e in train_examples]
+    return Objective(
+        summary=f"{len(train_examples)} conversations ({dropped} over {config.max_tokens} tokens dropped)",
+        steps_per_epoch=len(plan_batches(lengths, config.batch_tokens, config.seed)),
+        batches=lambda epoch, skip: iterate_epoch(train_examples, config.batch_tokens, config.seed + epoch,
+                                                  pad_id, skip),
+        loss=loss or reply_loss,
+        evaluate=lambda model: evaluate_loss(model, dev_examples, config.batch_tokens, pad_id))
+
+
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples: list[Example],
         dev_examples: list[Example], pad_id: int, config: TrainConfig, run_dir: Path, dropped: int = 0) -> RunState:
+    """`fit_objective` with the next-token loss on the replies of `train_examples`."""
+    objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped)
+    return fit_objective(model, optimizer, objective, config, run_dir)
+
+
+def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
+                  config: TrainConfig, run_dir: Path) -> RunState:
     """The training loop every stage shares: resume from run_dir/checkpoint.pt if there is one, train
     the parameters that require grad, evaluate and checkpoint periodically; on Ctrl-C/SIGTERM
     checkpoint and raise. Returns the finished run's state."""
     state = _load_checkpoint(run_dir, model, optimizer)
 
-    steps_per_epoch = len(plan_batches([len(e.ids) for e in train_examples], config.batch_tokens, config.seed))
+    steps_per_epoch = objective.steps_per_epoch
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    print(f"run {run_dir}: {len(train_examples)} conversations ({dropped} over {config.max_tokens} tokens dropped), "
-          f"{_describe_parameters(model)}, {total_steps} steps"
+    print(f"run {run_dir}: {objective.summary}, {_describe_parameters(model)}, {total_steps} steps"
           + (f", resuming at step {state.step}" if state.step else ""))
 
     use_bf16 = resolve_precision(config.precision) == "bf16"
@@ -119,30 +165,30 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples
         task = progress.add_task("train", total=total_steps, completed=state.step, loss="-", tps="-")
         while state.step < total_steps and not stop.requested:
             epoch, skip = divmod(state.step, steps_per_epoch)
-            batches = iterate_epoch(train_examples, config.batch_tokens, config.seed + epoch, pad_id, skip)
-            for ids, labels in batches:
+            for batch in objective.batches(epoch, skip):
                 started = time.perf_counter()
                 lr = _learning_rate(state.step, total_steps, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = training_loss(model, ids, labels, pad_id, config.context_loss_weight)
+                    loss, figures = objective.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
+                tokens = batch[0].numel()
                 state.step += 1
-                state.tokens_seen += ids.numel()
+                state.tokens_seen += tokens
                 elapsed = time.perf_counter() - started
                 state.train_seconds += elapsed
-                progress.update(task, advance=1, loss=f"{loss.item():.3f}",
-                                tps=f"{ids.numel() / elapsed:,.0f}")
+                progress.update(task, advance=1, loss=f"{loss.item():.3f}", tps=f"{tokens / elapsed:,.0f}")
+                shown = "".join(f", {name} {value:.4f}" for name, value in figures.items())
                 if not progress.console.is_terminal and state.step % 25 == 0:  # logs get a line, not a bar
-                    progress.console.print(f"step {state.step}/{total_steps} loss {loss.item():.4f} "
+                    progress.console.print(f"step {state.step}/{total_steps} loss {loss.item():.4f}{shown} "
                                            f"{state.tokens_seen / state.train_seconds:,.0f} tok/s")
                 if state.step % config.eval_every == 0 or state.step == total_steps:
-                    state.last_eval_loss = evaluate_loss(model, dev_examples, config.batch_tokens, pad_id)
-                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}, "
+                    state.last_eval_loss = objective.evaluate(model)
+                    progress.console.print(f"step {state.step}: train loss {loss.item():.4f}{shown}, "
                                            f"dev loss {loss_text(state.last_eval_loss)}")
                 if state.step % config.checkpoint_every == 0 or stop.requested or state.step == total_steps:
                     _save_checkpoint(run_dir, model, optimizer, state)
@@ -170,7 +216,13 @@ def training_loss(model: LlamaForCausalLM, ids: torch.Tensor, labels: torch.Tens
     compute and gives a from-scratch model the language of requests that no reply spells out."""
     if context_weight == 0:
         return model(input_ids=ids, labels=labels).loss
-    logits = model(input_ids=ids).logits[:, :-1].float()
+    return token_loss(model(input_ids=ids).logits, ids, labels, pad_id, context_weight)
+
+
+def token_loss(logits: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor, pad_id: int,
+               context_weight: float) -> torch.Tensor:
+    """`training_loss` from logits a stage already has (distillation needs them for its KL term too)."""
+    logits = logits[:, :-1].float()
     targets = ids[:, 1:]
     per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                                   reduction="none").view_as(targets)
@@ -195,6 +247,9 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any
     if not (train_path.is_file() and dev_path.is_file()):
         if config.data:
             records = read_jsonl(Path(config.data))
+        elif config.generalist:
+            from fnedge.data.generalist import generate_generalist
+            records = generate_generalist(n=config.n_samples, seed=config.data_seed)
         else:
             catalog = load_catalog(config.catalog)
             hints = _load_hints(config.hints)
@@ -264,7 +319,7 @@ def training_record(config: TrainConfig, state: RunState, command: str) -> dict[
         "preset": config.preset,
         "catalog_sha256": catalog.sha256(),
         "tools": catalog.names,
-        "generalist": False,
+        "generalist": config.generalist,  # a stage whose data carries tool schemas sets it too
         "train_command": command,
         "train_config": config.to_dict(),
         "precision": resolve_precision(config.precision),
