@@ -38,6 +38,7 @@ class RecordingResponder:
 
     def __init__(self, inner: Responder) -> None:
         self.inner = inner
+        self.generalist = getattr(inner, "generalist", False)  # the evaluator gives a generalist the tools
         self.samples: list[dict[str, Any]] = []
 
     def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Any:

@@ -66,6 +66,27 @@ def generate(
     console.print(f"dropped while generating: {dropped or 'none'}")
 
 
+@data_app.command("generalist")
+def generalist(
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write (written atomically)."),
+    n: int = typer.Option(2000, "--n", "-n", min=0, help="Number of conversations."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same file."),
+    max_tools: int = typer.Option(5, "--max-tools", min=1, max=5, help="Most tools in one synthesized catalog."),
+) -> None:
+    """Write N conversations, each with its own synthesized tool catalog (`tool_schemas`), for a
+    model that reads the tools from its prompt (train it with --data OUT)."""
+    from fnedge.data.generalist import GeneralistConfig, generate_generalist
+    from fnedge.data.generate import write_jsonl
+
+    config = GeneralistConfig()
+    config.catalog_sizes = {k: v for k, v in config.catalog_sizes.items() if k <= max_tools}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-catalog plan notes; every record is validated anyway
+        records = generate_generalist(n, seed=seed, config=config)
+    write_jsonl(records, out)
+    console.print(f"wrote {len(records)} conversations to {out}")
+
+
 @data_app.command("stats")
 def stats_command(
     file: Path = typer.Argument(..., help="A JSONL file written by `fnedge data generate`."),

@@ -17,7 +17,10 @@ def run_eval(cases: list[EvalCase], assistant: Assistant, show_progress: bool = 
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("eval", total=len(cases))
         for case in cases:
-            tools = case.tools.to_openai() if case.tools_inline else None
+            # A generalist reads the schemas from its prompt, so it gets them even for "default"
+            # (responders that are not models, such as the bench's router, have no such flag).
+            generalist = getattr(assistant, "generalist", False)
+            tools = case.tools.to_openai() if case.tools_inline or generalist else None
             reply = assistant.respond(case.messages, tools=tools)
             scores.append(score_case(case, reply.turn))
             latencies.append(reply.latency_ms)

@@ -127,8 +127,7 @@ class Assistant:
         if tools is None:
             return self.catalog
         if self.generalist:
-            from fnedge.catalog import parse_catalog
-            return parse_catalog(tools, source="request tools")
+            return request_catalog(tools)
         names = [(t.get("function") or t).get("name") for t in tools if isinstance(t, dict)]
         known = tuple(self.catalog[n] for n in dict.fromkeys(names) if n in self.catalog)
         return Catalog(known, source=self.catalog.source) if known else self.catalog
@@ -145,6 +144,46 @@ class Assistant:
         guide = self.guides.guide(allowed, _copy_sources(messages), self.force_tokens, choice, copied)
         guide.overrun = self.call_overrun
         return catalog, guide, self.prompt(messages, tools)
+
+
+def request_catalog(tools: list[dict[str, Any]]) -> Catalog:
+    """A generalist's request tools as a catalog. Schemas written for other runtimes (BFCL's
+    `optional`, `format`, a default of the wrong type) fail the strict check; the prompt still shows
+    them as sent, and the call grammar and validation use a copy without the unsupported keywords
+    and without such defaults, so one stray keyword does not refuse the request."""
+    from fnedge.catalog import parse_catalog
+    try:
+        return parse_catalog(tools, source="request tools")
+    except FnedgeError:
+        return parse_catalog(_supported_schema(tools), source="request tools")
+
+
+def _supported_schema(value: Any) -> Any:
+    """`value` with every property schema reduced to the keywords fnedge.catalog supports."""
+    if isinstance(value, list):
+        return [_supported_schema(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    cleaned = {k: _supported_schema(v) if k in ("properties", "items", "parameters", "function") else v
+               for k, v in value.items()}
+    if "properties" in cleaned and isinstance(cleaned["properties"], dict):
+        cleaned["properties"] = {name: _supported_property(prop) for name, prop in cleaned["properties"].items()}
+        required = cleaned.get("required")
+        if isinstance(required, list):
+            cleaned["required"] = [r for r in required if r in cleaned["properties"]]
+    return cleaned
+
+
+def _supported_property(prop: Any) -> Any:
+    from fnedge.catalog import PROPERTY_KEYS, value_problem
+    if not isinstance(prop, dict):
+        return prop
+    prop = {k: v for k, v in _supported_schema(prop).items() if k in PROPERTY_KEYS}
+    if "items" in prop:
+        prop["items"] = _supported_property(prop["items"])
+    if "default" in prop and value_problem(prop["default"], prop):
+        del prop["default"]
+    return prop
 
 
 def _tool_choice(tool_choice: str | dict[str, Any], catalog: Catalog) -> tuple[str, Catalog]:
