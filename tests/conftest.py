@@ -42,3 +42,31 @@ def make_model(directory: Path, tokenizer, config) :
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return model
+
+
+def interrupt_at_first_checkpoint(monkeypatch) -> None:
+    """Make the next training run get Ctrl-C right after it writes its first checkpoint."""
+    import os
+    import signal
+
+    from fnedge.train import trainer
+
+    save_checkpoint = trainer._save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        save_checkpoint(*args, **kwargs)
+        monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_interrupt)
+
+
+def assert_same_tensors(expected: Path, actual: Path) -> None:
+    """Two safetensors files hold the same tensor names with exactly equal values."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(expected), load_file(actual)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -1,13 +1,11 @@
 import json
-import os
-import signal
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, assert_same_tensors, interrupt_at_first_checkpoint
 from fnedge.chat_format import SPECIAL_TOKENS
 from fnedge.errors import FnedgeError
 from fnedge.train.config import TrainConfig
@@ -72,27 +70,16 @@ def test_only_the_lora_weights_change(lora_run, tiny_model):
 
 
 def test_interrupted_lora_run_resumes_to_the_same_adapter(lora_run, tiny_model, tmp_path, monkeypatch):
-    from fnedge.train import trainer
     from fnedge.train.lora import train_lora
 
-    save_checkpoint = trainer._save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):  # Ctrl-C right after the first checkpoint
-        save_checkpoint(*args, **kwargs)
-        monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_interrupt)
+    interrupt_at_first_checkpoint(monkeypatch)
     with pytest.raises(FnedgeError, match=r"interrupted at step 4/.*Run the same command again to resume"):
         train_lora(lora_config(tiny_model), tmp_path)
     assert not (tmp_path / "adapter").exists() and not (tmp_path / "model").exists()
 
     train_lora(lora_config(tiny_model), tmp_path)
-    straight = load_file(lora_run / "adapter" / "adapter_model.safetensors")
-    resumed = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert torch.equal(straight[name], resumed[name]), name
+    assert_same_tensors(lora_run / "adapter" / "adapter_model.safetensors",
+                        tmp_path / "adapter" / "adapter_model.safetensors")
 
 
 def _base_without_tool_markers(directory, tied: bool):
@@ -218,7 +205,7 @@ def test_lora_settings_are_checked(tmp_path):
     with pytest.raises(FnedgeError, match=r"lora.yaml: 'lora.rank' must be a positive integer"):
         TrainConfig.load(path)
     path.write_text(yaml.safe_dump({"lora": {"rnak": 4}}))
-    with pytest.raises(FnedgeError, match=r"lora.yaml: unknown LoRA setting\(s\) \['rnak'\]"):
+    with pytest.raises(FnedgeError, match=r"lora.yaml: unknown 'lora' setting\(s\) \['rnak'\]"):
         TrainConfig.load(path)
     path.write_text(yaml.safe_dump({"base": "x.gguf"}))
     with pytest.raises(FnedgeError, match=r"lora.yaml: 'base' is only used by LoRA runs"):

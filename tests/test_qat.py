@@ -1,7 +1,5 @@
 import json
-import os
 import shutil
-import signal
 
 import numpy as np
 import pytest
@@ -9,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, assert_same_tensors, interrupt_at_first_checkpoint
 from fnedge.errors import FnedgeError
 from fnedge.train.config import QAT_DEFAULTS, TrainConfig
 
@@ -216,17 +214,9 @@ def test_qat_trains_every_weight_and_records_the_q4_0_losses(qat_run, tiny_model
 
 
 def test_an_interrupted_qat_run_resumes_to_the_same_weights(qat_run, tiny_model, tmp_path, monkeypatch):
-    from fnedge.train import trainer
     from fnedge.train.qat import train_qat
 
-    save_checkpoint = trainer._save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):  # Ctrl-C right after the first checkpoint
-        save_checkpoint(*args, **kwargs)
-        monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_interrupt)
+    interrupt_at_first_checkpoint(monkeypatch)
     with pytest.raises(FnedgeError, match=r"interrupted at step 4/.*Run the same command again to resume"):
         train_qat(qat_config(tiny_model), tmp_path)
     assert not (tmp_path / "model").exists()
@@ -234,11 +224,7 @@ def test_an_interrupted_qat_run_resumes_to_the_same_weights(qat_run, tiny_model,
     assert any(name.endswith("parametrizations.weight.original") for name in saved)  # the float weights
 
     train_qat(qat_config(tiny_model), tmp_path)
-    straight = load_file(qat_run[0] / "model" / "model.safetensors")
-    resumed = load_file(tmp_path / "model" / "model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert torch.equal(straight[name], resumed[name]), name
+    assert_same_tensors(qat_run[0] / "model" / "model.safetensors", tmp_path / "model" / "model.safetensors")
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -259,8 +245,8 @@ def test_bad_qat_settings_are_named(tmp_path):
 
     path = tmp_path / "qat.yaml"
     cases = [({"qat": {"scheme": "q4_1"}}, r"qat.yaml: 'qat.scheme' must be one of q4_0 \(got 'q4_1'\)"),
-             ({"qat": {"bits": 4}}, r"qat.yaml: unknown QAT setting\(s\) \['bits'\]"),
-             ({"qat": "q4_0"}, r"qat.yaml: 'qat' must be a mapping of QAT settings \(or true\)"),
+             ({"qat": {"bits": 4}}, r"qat.yaml: unknown 'qat' setting\(s\) \['bits'\]"),
+             ({"qat": "q4_0"}, r"qat.yaml: 'qat' must be a mapping of settings \(or true\)"),
              ({"qat": {}, "lora": {}}, r"qat.yaml: 'lora' and 'qat' are two different stages"),
              ({"base": "x.gguf"}, r"qat.yaml: 'base' is only used by LoRA runs and QAT runs")]
     for raw, message in cases:

@@ -1,6 +1,4 @@
 import json
-import os
-import signal
 import sys
 
 import pytest
@@ -8,7 +6,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, assert_same_tensors, interrupt_at_first_checkpoint
 from fnedge.errors import FnedgeError
 from fnedge.train.config import TrainConfig
 
@@ -124,25 +122,14 @@ def test_qlora_trains_merges_into_the_float_base_and_records_it(qlora_run, tiny_
 
 @needs_bitsandbytes
 def test_an_interrupted_qlora_run_resumes_to_the_same_adapter(qlora_run, tiny_model, tmp_path, monkeypatch):
-    from fnedge.train import trainer
     from fnedge.train.lora import train_lora
 
-    save_checkpoint = trainer._save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):  # Ctrl-C right after the first checkpoint
-        save_checkpoint(*args, **kwargs)
-        monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_interrupt)
+    interrupt_at_first_checkpoint(monkeypatch)
     with pytest.raises(FnedgeError, match=r"interrupted at step 4/"):
         train_lora(qlora_config(tiny_model), tmp_path)
     train_lora(qlora_config(tiny_model), tmp_path)
-    straight = load_file(qlora_run / "adapter" / "adapter_model.safetensors")
-    resumed = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert torch.equal(straight[name], resumed[name]), name
+    assert_same_tensors(qlora_run / "adapter" / "adapter_model.safetensors",
+                        tmp_path / "adapter" / "adapter_model.safetensors")
 
 
 # --- platforms without support: one FnedgeError line, never a traceback ---------------------------

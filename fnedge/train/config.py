@@ -15,6 +15,26 @@ from fnedge.errors import FnedgeError
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def _mapping(raw: Any, name: str, cls: type, source: str) -> dict[str, Any]:
+    """A stage's settings mapping (`true` for every default), with unknown keys refused."""
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FnedgeError(f"{source}: '{name}' must be a mapping of settings (or true)")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise FnedgeError(f"{source}: unknown '{name}' setting(s) {sorted(unknown)}")
+    return raw
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass
 class LoraSettings:
     """The `lora:` mapping of a training config: adapt a pretrained base instead of training from scratch."""
@@ -26,15 +46,8 @@ class LoraSettings:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> "LoraSettings":
-        if raw is True:  # `lora: true`: every default
-            raw = {}
-        if not isinstance(raw, dict):
-            raise FnedgeError(f"{source}: 'lora' must be a mapping of LoRA settings (or true)")
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise FnedgeError(f"{source}: unknown LoRA setting(s) {sorted(unknown)}")
-        settings = cls(**raw)
-        if not isinstance(settings.rank, int) or isinstance(settings.rank, bool) or settings.rank <= 0:
+        settings = cls(**_mapping(raw, "lora", cls, source))
+        if not (_is_int(settings.rank) and settings.rank > 0):
             raise FnedgeError(f"{source}: 'lora.rank' must be a positive integer")
         if not (isinstance(settings.alpha, (int, float)) and settings.alpha > 0):
             raise FnedgeError(f"{source}: 'lora.alpha' must be a positive number")
@@ -64,14 +77,7 @@ class QatSettings:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> "QatSettings":
-        if raw is True:  # `qat: true`: every default
-            raw = {}
-        if not isinstance(raw, dict):
-            raise FnedgeError(f"{source}: 'qat' must be a mapping of QAT settings (or true)")
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise FnedgeError(f"{source}: unknown QAT setting(s) {sorted(unknown)}")
-        settings = cls(**raw)
+        settings = cls(**_mapping(raw, "qat", cls, source))
         if settings.scheme not in QAT_SCHEMES:
             raise FnedgeError(f"{source}: 'qat.scheme' must be one of {', '.join(QAT_SCHEMES)} "
                               f"(got {settings.scheme!r})")
@@ -82,26 +88,6 @@ class QatSettings:
 # config leaves it out (as QAT_DEFAULTS). A batch holds ~10 pairs: 100 pairs make 10 steps an epoch.
 DPO_DEFAULTS = {"lr": 2e-4, "epochs": 2.0, "warmup_steps": 5}
 DISTILL_MODES = ("auto", "logits", "data")
-
-
-def _mapping(raw: Any, name: str, cls: type, source: str) -> dict[str, Any]:
-    """A stage's settings mapping (`true` for every default), with unknown keys refused."""
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise FnedgeError(f"{source}: '{name}' must be a mapping of settings (or true)")
-    unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise FnedgeError(f"{source}: unknown '{name}' setting(s) {sorted(unknown)}")
-    return raw
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
