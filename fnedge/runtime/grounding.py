@@ -14,11 +14,24 @@ Where a reading is ambiguous ("7点", "seven thirty"), every reading is offered.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+def _per_conversation(reader):
+    """Read each conversation once: the grammar asks every number, time and date field of every
+    tool about the same texts. Callers get their own copy of the cached answer."""
+    cached = functools.lru_cache(maxsize=64)(lambda texts: reader(texts))
+
+    @functools.wraps(reader)
+    def read(texts: Sequence[str]):
+        return copy.deepcopy(cached(tuple(texts)))
+    return read
+
 
 # ---- numbers ---------------------------------------------------------------------------------
 
@@ -99,6 +112,7 @@ def en_numeral_value(text: str) -> int | None:
     return total + current
 
 
+@_per_conversation
 def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
     """Every number the texts mention, in order of appearance, without repeats."""
     found: list[int | float] = []
@@ -233,6 +247,7 @@ def _en_part(text: str, start: int, end: int) -> str | None:
     return parts.pop() if len(parts) == 1 else None
 
 
+@_per_conversation
 def mentioned_times(texts: Sequence[str]) -> list[str]:
     """Every clock time the texts mention, as HH:MM, with each reading of an ambiguous one."""
     found: list[tuple[int, int]] = []
@@ -330,6 +345,7 @@ def _month(said: str) -> int:
     return next(i + 1 for i, m in enumerate(_MONTHS) if m.startswith(said[:3]))
 
 
+@_per_conversation
 def mentioned_dates(texts: Sequence[str]) -> tuple[list[str], list[str]]:
     """(full dates as YYYY-MM-DD, month-days said without a year as MM-DD) the texts mention."""
     full: list[str] = []
@@ -456,11 +472,13 @@ _LANGUAGE_PATTERN = re.compile("|".join(
 _LANGUAGE_OF = {name: code for code, names in _LANGUAGE_NAMES.items() for name in names}
 
 
+@_per_conversation
 def mentioned_units(texts: Sequence[str]) -> list[str]:
     """Unit symbols the texts name, in order: "5公里是多少英里" -> ["km", "mi"]."""
     return _unique(_UNIT_OF[m.group()] for t in texts for m in _UNIT_PATTERN.finditer(normalized(t)))
 
 
+@_per_conversation
 def mentioned_languages(texts: Sequence[str]) -> list[str]:
     """Language codes the texts name, in order: "翻成法语" -> ["fr"]."""
     return _unique(_LANGUAGE_OF[m.group()] for t in texts for m in _LANGUAGE_PATTERN.finditer(normalized(t)))
