@@ -255,3 +255,13 @@ def test_units_and_languages_named_in_words():
     unit = catalog["convert_units"].properties["from_unit"]
     assert grounded_values(unit, ["5公里是几英里"]).values == ["km", "mi"]
     assert grounded_values(unit, ["5 leagues in furlongs"]) is None  # nothing it knows: free
+
+
+def test_a_malformed_copied_arguments_entry_is_a_clear_error(tmp_path):
+    from fnedge.errors import FnedgeError
+    from fnedge.runtime.build import Build
+
+    build = Build(root=tmp_path, manifest={"model": {"copied_arguments": {"send_message": ["text"]}}},
+                  catalog=load_catalog(None))
+    with pytest.raises(FnedgeError, match=r"manifest.json: model.copied_arguments must map tools"):
+        build.copied_arguments

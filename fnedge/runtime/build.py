@@ -30,7 +30,12 @@ class Build:
     @property
     def copied_arguments(self) -> dict[str, dict[str, bool]]:
         """Fields the model's training data always copied (see fnedge.data.copied_arguments)."""
-        return self.manifest["model"].get("copied_arguments") or {}
+        copied = self.manifest["model"].get("copied_arguments") or {}
+        if not (isinstance(copied, dict) and all(isinstance(f, dict) and all(isinstance(r, bool) for r in f.values())
+                                                  for f in copied.values())):
+            raise FnedgeError(f"{self.root / MANIFEST}: model.copied_arguments must map tools to "
+                              f"{{field: true/false}}")
+        return copied
 
     @property
     def threads(self) -> int:
