@@ -142,3 +142,48 @@ def test_a_random_model_under_the_guide_writes_only_valid_calls(factory, tokeniz
     assert call_problem(call, catalog) is None
     assert call["arguments"]["room"] in "把书房的灯调到30"
     assert generation.forced_tokens > 0  # the scaffolding after the name was not sampled
+
+
+class Scripted:
+    """A model that writes `script` (its logits point at the next token of what is left of it)."""
+
+    def __init__(self, tokenizer, script: str) -> None:
+        self.tokenizer, self.script = tokenizer, script
+        self.eos_id = tokenizer.eos_token_id
+        self.n_ctx = 4096
+        self.generated: list[int] = []
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, tokens):
+        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+    def prefill(self, tokens):
+        self.generated = []
+        return self._logits()
+
+    def extend(self, tokens):
+        self.generated += list(tokens)
+        return self._logits()
+
+    def _logits(self):
+        rest = self.script[len(self.decode(self.generated)):]
+        logits = np.zeros(len(self.tokenizer), dtype=np.float32)
+        logits[self.tokenize(rest)[0] if rest else self.eos_id] = 10.0
+        return logits
+
+
+def test_an_identical_second_call_is_dropped_and_ends_the_reply(factory, tokenizer):
+    catalog = load_catalog(None)
+    light = format_call("control_light", {"room": "玄关", "action": "on"})
+    message = format_call("send_message", {"to": "Mia", "text": "I'm home"})
+    sources = ["开下玄关的灯 and text Mia 'I'm home'"]
+
+    looping = Scripted(tokenizer, light + light + message)
+    turn = parse_assistant(timed_generation(looping, "hi", 200, factory.guide(catalog, sources)).text)
+    assert [c["name"] for c in turn.calls] == ["control_light"]
+
+    two_calls = Scripted(tokenizer, light + message)
+    turn = parse_assistant(timed_generation(two_calls, "hi", 200, factory.guide(catalog, sources)).text)
+    assert [c["name"] for c in turn.calls] == ["control_light", "send_message"]

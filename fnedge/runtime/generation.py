@@ -49,7 +49,30 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
     """Yield greedily chosen tokens until the stop token or the budget.
 
     With a guide, tokens inside a call follow the call grammar, and the tokens it forces are
-    evaluated together in one `extend` (a batched step instead of one step per token)."""
+    evaluated together in one `extend` (a batched step instead of one step per token). A call's
+    tokens come out when it closes: a call identical to an earlier one of the same reply is a
+    tiny model's loop, not a request to act twice (a second message, a second booking), so it is
+    dropped and the reply ends there."""
+    tokens = _guided_tokens(model, prompt_tokens, max_tokens, guide)
+    if guide is None:
+        yield from tokens
+        return
+    held: list[int] = []
+    for token in tokens:
+        if not (guide.active or held):
+            yield token
+            continue
+        held.append(token)
+        if not guide.active:  # this token closed the call
+            if guide.repeated:
+                return
+            yield from held
+            held.clear()
+    yield from held  # a call still open at the end: the parser decides what it is worth
+
+
+def _guided_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
+                   guide: CallGuide | None) -> Iterator[int]:
     if not prompt_tokens:
         raise FnedgeError("empty prompt: the model needs at least one token to continue")
     room = model.n_ctx - len(prompt_tokens)

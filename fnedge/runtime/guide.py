@@ -79,6 +79,9 @@ class CallGuide:
         self.started = False
         self.overrun = 0  # tokens a call open at the token limit may still take to close
         self.every_tool_grammar: str | None = None  # the call grammar without the callability filter
+        self.repeated = False  # the last call to close was identical to an earlier one
+        self._call: list[int] = []
+        self._closed_calls: set[tuple[int, ...]] = set()
         prose_forbidden = factory.prose_forbidden
         if tool_choice == "none":
             prose_forbidden = np.append(prose_forbidden, factory.open_id)
@@ -112,11 +115,16 @@ class CallGuide:
             if token == self.factory.open_id:
                 self.matcher.reset()
                 self.active = True
+                self._call = []
             return
+        self._call.append(token)
         if not self.matcher.consume_token(token) or self.matcher.is_error():
             self.active = False  # cannot happen under our own masks; never wedge the loop
         elif token == self.factory.close_id:
             self.active = False
+            call = tuple(self._call)
+            self.repeated = call in self._closed_calls
+            self._closed_calls.add(call)
 
     def forced(self) -> list[int]:
         """Tokens the grammar allows no alternative to, right now (empty outside a call)."""
