@@ -83,6 +83,20 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     return parse_catalog(read_json(path), source=str(path))
 
 
+def model_catalog(record: dict[str, Any], source: str) -> Catalog:
+    """The catalog a model was trained on, from its fnedge.json `record` (read from `source`):
+    the tools the record carries, else its training config's catalog file, else the built-in one;
+    checked against the hash the record keeps."""
+    if record.get("catalog"):
+        catalog = parse_catalog(record["catalog"], source=f"{source} (catalog)")
+    else:
+        catalog = load_catalog(record.get("train_config", {}).get("catalog"))
+    if record.get("catalog_sha256") and catalog.sha256() != record["catalog_sha256"]:
+        raise FnedgeError(f"{source}: the model was trained on catalog {record['catalog_sha256'][:12]}, "
+                          f"but {catalog.source} hashes to {catalog.sha256()[:12]}")
+    return catalog
+
+
 def parse_catalog(data: Any, source: str = "<memory>") -> Catalog:
     """Validate a list of OpenAI tool objects (or bare function objects) and build a Catalog."""
     if isinstance(data, dict) and "tools" in data:

@@ -62,6 +62,31 @@ def test_bad_export_inputs(tiny_model, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
 
 
+def test_model_folder_carries_its_catalog(tiny_model, tmp_path):
+    """A model trained on a user's catalog brings it along: export and `eval --model` use it
+    wherever they run, and a record whose catalog no longer matches its hash is refused."""
+    import shutil
+
+    from fnedge.catalog import parse_catalog
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    record = json.loads((model / "fnedge.json").read_text())
+    assert record["catalog"] == load_catalog(None).to_openai()
+    todo = {"type": "function", "function": {"name": "add_todo", "description": "Add a to-do item.",
+            "parameters": {"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]}}}
+    users = parse_catalog(record["catalog"] + [todo])
+    record.update(catalog=users.to_openai(), catalog_sha256=users.sha256())
+    (model / "fnedge.json").write_text(json.dumps(record))
+    build = export_build("rpi4", model_dir=model, quants="q8_0", out_dir=tmp_path / "b")
+    assert json.loads((build / "tools.json").read_text()) == users.to_openai()
+    assert "add_todo" in Assistant.from_model_dir(model).catalog.names
+    record["catalog_sha256"] = "0" * 64
+    (model / "fnedge.json").write_text(json.dumps(record))
+    with pytest.raises(FnedgeError, match="trained on catalog 000000000000"):
+        Assistant.from_model_dir(model)
+
+
 @pytest.mark.parametrize("artifact", ["model-f32.gguf", "model-f16.gguf"])
 def test_gguf_greedy_tokens_equal_torch(tiny_model, tiny_build, artifact):
     torch_backend = TorchBackend(tiny_model, n_threads=1)

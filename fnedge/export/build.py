@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fnedge import __version__
+from fnedge.catalog import model_catalog
 from fnedge.devices import DeviceProfile, get_device
 from fnedge.devices.registry import GGUF_QUANTS, KNOWN_QUANTS, ONNX_QUANTS, ORT_QUANTS
 from fnedge.errors import FnedgeError
@@ -104,7 +105,7 @@ def export_build(device_name: str, model_dir: Path | None = None, quants: str | 
                      context_length=min(device.context_length, _trained_positions(source)))
         if adapter is not None:
             shutil.rmtree(source)
-        write_json_atomic(staging / "tools.json", _catalog_for(record))
+        write_json_atomic(staging / "tools.json", model_catalog(record, str(model_dir / "fnedge.json")).to_openai())
         write_text_atomic(staging / "README.md", _device_readme(device, artifacts))
         budget = estimate_budget(device, staging, artifacts)
         if budget and budget["verdict"] == "misses" and not allow_over_budget:
@@ -207,14 +208,6 @@ def _load_eval_cases(path: Path | None) -> list[Any] | None:
     return load_cases(path)
 
 
-def _catalog_for(record: dict[str, Any]) -> list[dict[str, Any]]:
-    from fnedge.catalog import load_catalog
-
-    catalog = load_catalog(record.get("train_config", {}).get("catalog"))
-    if record.get("catalog_sha256") and catalog.sha256() != record["catalog_sha256"]:
-        raise FnedgeError(f"the model was trained on catalog {record['catalog_sha256'][:12]}, "
-                          f"but {catalog.source} hashes to {catalog.sha256()[:12]}")
-    return catalog.to_openai()
 
 
 def _manifest(device: DeviceProfile, model_dir: Path, record: dict[str, Any],

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fnedge.catalog import Catalog, call_problem, load_catalog
+from fnedge.catalog import Catalog, call_problem, model_catalog
 from fnedge.chat_format import AssistantTurn, dump_arguments, parse_assistant, render
 from fnedge.errors import FnedgeError
 from fnedge.runtime.build import Build, load_build
@@ -82,7 +82,7 @@ class Assistant:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         backend = TorchBackend(model_dir, n_threads=threads)
         guides = GuideFactory(model_dir) if constrained else None
-        return cls(backend, load_catalog(None), generalist=bool(meta.get("generalist", False)), guides=guides,
+        return cls(backend, model_catalog(meta, str(meta_path)), generalist=bool(meta.get("generalist", False)), guides=guides,
                    copied_arguments=meta.get("copied_arguments"))
 
     def warm_up(self) -> None:

@@ -319,6 +319,7 @@ def training_record(config: TrainConfig, state: RunState, command: str) -> dict[
         "preset": config.preset,
         "catalog_sha256": catalog.sha256(),
         "tools": catalog.names,
+        "catalog": catalog.to_openai(),  # the model folder carries its catalog (export, eval --model)
         "generalist": config.generalist,  # a stage whose data carries tool schemas sets it too
         "train_command": command,
         "train_config": config.to_dict(),
