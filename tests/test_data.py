@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections import Counter
 
 import pytest
 
@@ -91,6 +92,19 @@ def test_ask_and_ambiguous_make_no_call(default_records):
             assert not last.get("tool_calls") and last["content"].strip()
         if record["kind"] in ("ask", "ambiguous"):
             assert re.search(r"[?？]", record["messages"][-1]["content"]), record
+
+
+def test_weighted_chat_categories_are_drawn_more_often(default_records):
+    """Open-ended chat (weight 4 in chat.json: requests for advice, explanations, small talk) is
+    drawn about four times as often as each fixed list of lines (weight 1)."""
+    chat = load_hints(None).chat["no_call"]
+    weights = {group["id"]: group.get("weight", 1) for group in chat}
+    drawn = Counter(r["template"].split(".")[1] for r in default_records
+                    if r["kind"] == "no_call" and r["template"].split(".")[1] in weights)
+    heavy = [drawn[i] for i, w in weights.items() if w > 1]
+    light = [drawn[i] for i, w in weights.items() if w == 1]
+    assert heavy and light
+    assert sum(heavy) / len(heavy) > 2 * sum(light) / len(light), drawn
 
 
 def test_ask_then_call_merges_both_turns(default_records):

@@ -66,6 +66,15 @@ def test_every_reference_call_validates_against_its_own_tools(records):
     assert any(r["lang"] == "zh" for r in records)
 
 
+def test_an_irrelevant_request_can_be_drawn_from_a_catalog_tools_domain():
+    """A near miss (another tool idea of a catalog tool's domain) is what tempts a wrong call."""
+    rng = random.Random(0)
+    for concept in CONCEPTS:
+        (outsider,) = synthesize_catalog(rng, 1, exclude=frozenset({concept.noun}), domains=frozenset({concept.domain}))
+        siblings = [c for c in CONCEPTS if c.domain == concept.domain and c.noun != concept.noun]
+        assert outsider.concept in siblings if siblings else outsider.concept.noun != concept.noun
+
+
 def test_records_render_with_their_tools_in_the_system_turn(records):
     for record in records[:20]:
         text = render(record["messages"], record["tool_schemas"])

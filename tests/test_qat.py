@@ -13,7 +13,7 @@ from fnedge.train.config import QAT_DEFAULTS, TrainConfig
 
 # A dozen steps of QAT on the barely trained fc-nano model, weights saved as float16 (the default):
 # the fake quantizer has to see the weights as the export will read them.
-QAT = {**TINY, "n_samples": 200, "epochs": 1.0, "lr": 3e-3, "warmup_steps": 3, "checkpoint_every": 4,
+QAT = {**TINY, "n_samples": 200, "epochs": 1.0, "lr": 1e-3, "warmup_steps": 3, "checkpoint_every": 4,
        "eval_every": 1000, "qat": {}}
 
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 # Share of each sample kind; see kinds.py for what each one teaches.
 DEFAULT_RATIOS = {
-    "single_call": 0.40,
+    "single_call": 0.36,
     "parallel_call": 0.08,
     "ask": 0.10,
     "ask_then_call": 0.06,
-    "no_call": 0.12,
-    "deferred": 0.08,
+    "no_call": 0.13,
+    "deferred": 0.11,
     "multi_turn": 0.10,
     "error_correction": 0.04,
     "ambiguous": 0.02,

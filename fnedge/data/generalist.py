@@ -387,9 +387,12 @@ def synthesize_tool(concept: Concept, style: str, rng: random.Random) -> SynthTo
     return SynthTool(concept, name, schema, hints)
 
 
-def synthesize_catalog(rng: random.Random, size: int, exclude: frozenset[str] = frozenset()) -> list[SynthTool]:
-    """`size` tools of distinct concepts (none named in `exclude`), each in a random name style."""
+def synthesize_catalog(rng: random.Random, size: int, exclude: frozenset[str] = frozenset(),
+                       domains: frozenset[str] = frozenset()) -> list[SynthTool]:
+    """`size` tools of distinct concepts (none named in `exclude`; only of `domains` if given and
+    any is left there), each in a random name style."""
     pool = [c for c in CONCEPTS if c.noun not in exclude]
+    pool = [c for c in pool if c.domain in domains] or pool
     concepts = rng.sample(pool, min(size, len(pool)))
     tools: list[SynthTool] = []
     for concept in concepts:
@@ -405,7 +408,8 @@ def synthesize_catalog(rng: random.Random, size: int, exclude: frozenset[str] = 
 class GeneralistConfig:
     """Shares and sizes of the generalist data."""
     catalog_sizes: dict[int, float] = field(default_factory=lambda: {1: 0.3, 2: 0.3, 3: 0.2, 4: 0.12, 5: 0.08})
-    irrelevant_share: float = 0.22
+    irrelevant_share: float = 0.3
+    sibling_share: float = 0.5    # irrelevant requests drawn from a catalog tool's own domain, where one is left
     chat_share: float = 0.05
     lang_weights: dict[str, float] = field(default_factory=lambda: {"en": 0.85, "zh": 0.15})
     generic_share: float = 0.15   # the schema-derived plain phrasings (generic.py) instead of the concept's
@@ -450,9 +454,12 @@ def _call_sample(built: _Built) -> dict[str, Any] | None:
 
 def _irrelevant_sample(built: _Built, tools: list[SynthTool], config: GeneralistConfig,
                        rng: random.Random) -> dict[str, Any] | None:
-    """A request phrased for a concept outside the catalog, answered in text without a call."""
+    """A request phrased for a concept outside the catalog, answered in text without a call.
+    Often a sibling of a catalog tool (same domain: a currency conversion where only stock
+    quotes are offered), because a near miss is what tempts a model into a wrong call."""
     present = frozenset(t.concept.noun for t in tools)
-    outsider = synthesize_catalog(rng, 1, exclude=present)
+    siblings = frozenset(t.concept.domain for t in tools) if rng.random() < config.sibling_share else frozenset()
+    outsider = synthesize_catalog(rng, 1, exclude=present, domains=siblings)
     if not outsider:
         return None
     request = _call_sample(_build(outsider, config, rng))

@@ -306,7 +306,9 @@ def no_call(ctx: Context) -> Sample | None:
         categories = usable_chat_categories(ctx)
         if not categories:
             return None
-        group = rng.choice(categories)
+        # Open-ended categories (templates with many alternatives) carry a weight > 1: they are
+        # how people really chat, and their variety keeps the extra draws from repeating.
+        group = rng.choices(categories, weights=[c.get("weight", 1) for c in categories])[0]
         prefix, tools = f"no_call.{group.get('id', 'chat')}", []
     line = _chat_line(ctx, group, prefix, mode)
     if line is None:
