@@ -229,6 +229,8 @@ def test_bad_hints_name_the_tool_and_template():
         generate_dataset(n=10, hints=hints)
     with pytest.raises(FnedgeError, match="unknown key"):
         load_hints({"tools": {"get_weather": {"tempaltes": []}}})
+    with pytest.raises(FnedgeError, match=r"no_call\[0\]: 'weight' must be a positive number, not -1"):
+        load_hints({"no_call": [{"id": "chess", "weight": -1, "en": ["let's play chess"]}]})
 
 
 def test_user_hints_extend_the_builtin_ones():

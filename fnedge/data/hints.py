@@ -145,6 +145,15 @@ def check_hint_data(data: dict[str, Any], where: str) -> None:
     pools = data.get("pools", {})
     if not isinstance(pools, dict):
         raise FnedgeError(f"{where}: 'pools' must map pool names to lists")
+    categories = data.get("no_call", [])
+    if not isinstance(categories, list):
+        raise FnedgeError(f"{where}: 'no_call' must be a list of categories")
+    for index, group in enumerate(categories):
+        at = f"{where}: no_call[{index}]"
+        _check_group(group, at, replies=True)
+        weight = group.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            raise FnedgeError(f"{at}: 'weight' must be a positive number, not {weight!r}")
 
 
 def _check_group(group: Any, at: str, replies: bool = False) -> None:

@@ -275,8 +275,10 @@ def ask_then_call(ctx: Context) -> Sample | None:
 def usable_chat_categories(ctx: Context) -> list[dict[str, Any]]:
     if "no_call_usable" not in ctx.__dict__:
         haystack = " ".join(f"{t.name} {t.description}".lower() for t in ctx.catalog.tools)
-        ctx.__dict__["no_call_usable"] = [c for c in ctx.chat.get("no_call", [])
-                                          if not any(w.lower() in haystack for w in c.get("avoid", []))]
+        usable = [c for c in ctx.chat.get("no_call", [])
+                  if not any(w.lower() in haystack for w in c.get("avoid", []))]
+        ctx.__dict__["no_call_usable"] = usable
+        ctx.__dict__["no_call_weights"] = [c.get("weight", 1) for c in usable]
     return ctx.__dict__["no_call_usable"]
 
 
@@ -308,7 +310,7 @@ def no_call(ctx: Context) -> Sample | None:
             return None
         # Open-ended categories (templates with many alternatives) carry a weight > 1: they are
         # how people really chat, and their variety keeps the extra draws from repeating.
-        group = rng.choices(categories, weights=[c.get("weight", 1) for c in categories])[0]
+        group = rng.choices(categories, weights=ctx.__dict__["no_call_weights"])[0]
         prefix, tools = f"no_call.{group.get('id', 'chat')}", []
     line = _chat_line(ctx, group, prefix, mode)
     if line is None:
