@@ -67,24 +67,21 @@ def S(name: str, description: str, pool: tuple[Any, ...] = (), required: bool = 
     return Param(name, {"type": "string", "description": description}, required, pool)
 
 
+def _bounded(kind: str, name: str, description: str, low: float | None, high: float | None,
+             required: bool) -> Param:
+    bounds = {"minimum": low, "maximum": high}
+    schema = {"type": kind, "description": description, **{k: v for k, v in bounds.items() if v is not None}}
+    return Param(name, schema, required)
+
+
 def I(name: str, description: str, low: int | None = None, high: int | None = None,  # noqa: E743
       required: bool = True) -> Param:
-    schema: dict[str, Any] = {"type": "integer", "description": description}
-    if low is not None:
-        schema["minimum"] = low
-    if high is not None:
-        schema["maximum"] = high
-    return Param(name, schema, required)
+    return _bounded("integer", name, description, low, high, required)
 
 
 def N(name: str, description: str, low: float | None = None, high: float | None = None,
       required: bool = True) -> Param:
-    schema: dict[str, Any] = {"type": "number", "description": description}
-    if low is not None:
-        schema["minimum"] = low
-    if high is not None:
-        schema["maximum"] = high
-    return Param(name, schema, required)
+    return _bounded("number", name, description, low, high, required)
 
 
 def B(name: str, description: str) -> Param:
