@@ -70,3 +70,34 @@ def assert_same_tensors(expected: Path, actual: Path) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+class TokenizerStepModel:
+    """A stand-in for a backend (the decoding loop's StepModel) over a real tokenizer: it keeps
+    the tokens of the reply so far, and a subclass says what the next logits are."""
+
+    n_ctx = 4096
+
+    def __init__(self, tokenizer) -> None:
+        from fnedge.chat_format import IM_END
+
+        self.tokenizer = tokenizer
+        self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.reply: list[int] = []
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, tokens):
+        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+    def prefill(self, tokens):
+        self.reply = []
+        return self.next_logits()
+
+    def extend(self, tokens):
+        self.reply += list(tokens)
+        return self.next_logits()
+
+    def next_logits(self):
+        raise NotImplementedError

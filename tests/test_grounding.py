@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import TokenizerStepModel
 from fnedge.catalog import load_catalog, parse_catalog
 from fnedge.runtime.grounding import (grounded_values, mentioned_dates, mentioned_numbers, mentioned_times,
                                       relative_date_words, zh_numeral_value)
@@ -184,36 +185,18 @@ def test_every_training_call_is_to_a_callable_tool():
     assert checked > 300
 
 
-class PrefersAlarm:
+class PrefersAlarm(TokenizerStepModel):
     """A stand-in model that always wants set_alarm: it opens a call, names set_alarm, and
     otherwise writes "?" and stops."""
 
-    n_ctx = 512
-
     def __init__(self, tokenizer) -> None:
-        from fnedge.chat_format import IM_END, TOOL_CALL_OPEN
-        self.tokenizer = tokenizer
+        from fnedge.chat_format import TOOL_CALL_OPEN
+        super().__init__(tokenizer)
         self.open_id = tokenizer.convert_tokens_to_ids(TOOL_CALL_OPEN)
-        self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.question = tokenizer.encode("?", add_special_tokens=False)[0]
         self.preferred = tokenizer.encode('{"name": "set_alarm"', add_special_tokens=False)
-        self.reply: list[int] = []
 
-    def tokenize(self, text):
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, tokens):
-        return self.tokenizer.decode(tokens, skip_special_tokens=False)
-
-    def prefill(self, tokens):
-        self.reply = []
-        return self._logits()
-
-    def extend(self, tokens):
-        self.reply += list(tokens)
-        return self._logits()
-
-    def _logits(self):
+    def next_logits(self):
         import numpy as np
         logits = np.zeros(len(self.tokenizer), dtype=np.float32)
         if not self.reply:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TokenizerStepModel
 from fnedge.catalog import call_problem, load_catalog, parse_catalog
 from fnedge.chat_format import TOOL_CALL_OPEN, format_call, parse_assistant
 from fnedge.data import generate_dataset
@@ -93,34 +94,17 @@ def test_copied_fields_come_from_the_catalogs_descriptions():
     assert ("save_file", "content") not in copied and ("get_weather", "date") not in copied
 
 
-class RandomLogits:
+class RandomLogits(TokenizerStepModel):
     """A stand-in for any model, however bad: random logits, with the call marker pushed first."""
 
     def __init__(self, tokenizer, seed: int) -> None:
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self.rng = np.random.default_rng(seed)
-        self.eos_id = tokenizer.eos_token_id
-        self.n_ctx = 4096
         self.open_id = tokenizer.convert_tokens_to_ids(TOOL_CALL_OPEN)
-        self.steps = 0
 
-    def tokenize(self, text):
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, tokens):
-        return self.tokenizer.decode(tokens, skip_special_tokens=False)
-
-    def prefill(self, tokens):
-        self.steps = 0
-        return self._logits()
-
-    def extend(self, tokens):
-        self.steps += 1
-        return self._logits()
-
-    def _logits(self):
+    def next_logits(self):
         logits = self.rng.normal(0, 3, len(self.tokenizer)).astype(np.float32)
-        if self.steps == 0:
+        if not self.reply:
             logits[self.open_id] = 100.0
         return logits
 
@@ -144,31 +128,15 @@ def test_a_random_model_under_the_guide_writes_only_valid_calls(factory, tokeniz
     assert generation.forced_tokens > 0  # the scaffolding after the name was not sampled
 
 
-class Scripted:
+class Scripted(TokenizerStepModel):
     """A model that writes `script` (its logits point at the next token of what is left of it)."""
 
     def __init__(self, tokenizer, script: str) -> None:
-        self.tokenizer, self.script = tokenizer, script
-        self.eos_id = tokenizer.eos_token_id
-        self.n_ctx = 4096
-        self.generated: list[int] = []
+        super().__init__(tokenizer)
+        self.script = script
 
-    def tokenize(self, text):
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, tokens):
-        return self.tokenizer.decode(tokens, skip_special_tokens=False)
-
-    def prefill(self, tokens):
-        self.generated = []
-        return self._logits()
-
-    def extend(self, tokens):
-        self.generated += list(tokens)
-        return self._logits()
-
-    def _logits(self):
-        rest = self.script[len(self.decode(self.generated)):]
+    def next_logits(self):
+        rest = self.script[len(self.decode(self.reply)):]
         logits = np.zeros(len(self.tokenizer), dtype=np.float32)
         logits[self.tokenize(rest)[0] if rest else self.eos_id] = 10.0
         return logits
