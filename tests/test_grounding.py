@@ -154,6 +154,28 @@ def test_a_field_the_data_does_not_always_copy_is_not_listed():
     assert copied_arguments(copies + [record("note the usual", "buy milk")] * 2, catalog) == {}
 
 
+def test_a_small_run_keeps_the_base_models_copied_fields_for_unchanged_tools():
+    """A LoRA run about one new tool shows the old tools too rarely to judge their fields; they
+    keep the base model's answer, unless the tool changed or the new data says otherwise."""
+    from fnedge.data.copied_arguments import copied_arguments
+
+    def note_tool(description: str) -> dict:
+        return {"type": "function", "function": {"name": "note", "description": description, "parameters": {
+            "type": "object", "properties": {"body": {"type": "string"}}, "required": ["body"]}}}
+    catalog = parse_catalog([note_tool("Take a note")])
+    inherited = {"note": {"body": True}}
+    assert copied_arguments([], catalog) == {}
+    assert copied_arguments([], catalog, inherited, catalog) == {"note": {"body": True}}
+    changed = parse_catalog([note_tool("Take a note, in your own words")])
+    assert copied_arguments([], catalog, inherited, changed) == {}
+
+    def record(user: str, body: str) -> dict:
+        return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "note", "arguments": {"body": body}}}]}]}
+    rewritten = [record(f"note: buy {n} eggs", f"eggs x{n}") for n in range(40)]
+    assert copied_arguments(rewritten, catalog, inherited, catalog) == {}  # enough data: its own answer
+
+
 def test_a_tool_whose_required_value_was_not_said_cannot_be_called(guide_factory):
     from fnedge.runtime.call_grammar import callable_tools
 

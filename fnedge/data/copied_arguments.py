@@ -8,13 +8,17 @@ said is a copied field, and the runtime's call grammar may hold the model to cop
 
 A deferred call's `{{text}}` reference (the text the model wrote before the call) counts as a
 copy of that text; the runtime then allows the reference for the field too.
+
+A run that adapts a model of ours (LoRA with a new tool) trains on a few thousand conversations,
+mostly about the new tool: its data may show an old field too rarely to judge. Such a field keeps
+what the base model's own, larger data said (`inherited`), as long as its tool is unchanged.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fnedge.catalog import Catalog
@@ -24,9 +28,14 @@ MIN_SEEN = 20          # a field seen fewer times than this says nothing
 MIN_COPIED = 0.98      # share of its values that must be copies (or references)
 
 
-def copied_arguments(records: Iterable[dict[str, Any]], catalog: Catalog) -> dict[str, dict[str, bool]]:
+def copied_arguments(records: Iterable[dict[str, Any]], catalog: Catalog,
+                     inherited: Mapping[str, Mapping[str, bool]] | None = None,
+                     inherited_catalog: Catalog | None = None) -> dict[str, dict[str, bool]]:
     """{tool: {field: whether it also takes the `{{text}}` reference}} for every string field
-    (without an enum) whose values are copies of the conversation in the training records."""
+    (without an enum) whose values are copies of the conversation in the training records.
+
+    `inherited`: the base model's answer (its fnedge.json) for `inherited_catalog`; a field the
+    records show fewer than MIN_SEEN times keeps it if its tool is the same in both catalogs."""
     seen: Counter[tuple[str, str]] = Counter()
     copied: Counter[tuple[str, str]] = Counter()
     referenced: Counter[tuple[str, str]] = Counter()
@@ -58,4 +67,10 @@ def copied_arguments(records: Iterable[dict[str, Any]], catalog: Catalog) -> dic
     for (tool, name), count in seen.items():
         if count >= MIN_SEEN and copied[tool, name] and (copied + referenced)[tool, name] >= MIN_COPIED * count:
             result.setdefault(tool, {})[name] = referenced[tool, name] > 0
+    for tool, fields in (inherited or {}).items():
+        unchanged = inherited_catalog is not None and tool in catalog and tool in inherited_catalog \
+            and catalog[tool] == inherited_catalog[tool]
+        for name, with_reference in fields.items() if unchanged else ():
+            if seen[tool, name] < MIN_SEEN:
+                result.setdefault(tool, {})[name] = bool(with_reference)
     return {tool: dict(sorted(fields.items())) for tool, fields in sorted(result.items())}

@@ -16,7 +16,7 @@ A base learns our format, not its own:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tokenizers import AddedToken
 
 from fnedge.chat_format import CHAT_TEMPLATE, END_OF_TEXT, IM_END, SPECIAL_TOKENS
 from fnedge.errors import FnedgeError
+from fnedge.io import read_json
 
 
 @dataclass
@@ -33,6 +34,13 @@ class Base:
     tokenizer: Any              # a fast (tokenizers-backed) tokenizer with every marker as one token
     source: Path                # the folder or .gguf file it came from
     new_tokens: dict[str, int]  # markers the base lacked -> their ids: rows that must be trained
+    record: dict[str, Any] = field(default_factory=dict)  # its fnedge.json, for a model of ours
+
+
+def model_record(model_dir: Path) -> dict[str, Any]:
+    """A model folder's fnedge.json (what it was trained for and how); {} for other models."""
+    path = Path(model_dir) / "fnedge.json"
+    return read_json(path) if path.is_file() else {}
 
 
 def default_base() -> Path:
@@ -59,7 +67,8 @@ def load_base(path: str | Path | None = None) -> Base:
     _forget_gguf_origin(model)
     model.name_or_path = str(source)  # what peft records as the adapter's base: the file, not its folder
     new_tokens = add_markers(model, tokenizer)
-    return Base(model=model, tokenizer=tokenizer, source=source, new_tokens=new_tokens)
+    record = model_record(source) if gguf_file is None else {}
+    return Base(model=model, tokenizer=tokenizer, source=source, new_tokens=new_tokens, record=record)
 
 
 def _locate(source: Path) -> tuple[Path, str | None]:

@@ -36,7 +36,8 @@ from fnedge.catalog import load_catalog
 from fnedge.chat_format import TEXT_REFERENCE, dump_arguments, parse_assistant
 from fnedge.data.copied_arguments import copied_arguments
 from fnedge.errors import FnedgeError
-from fnedge.io import read_json, write_json_atomic
+from fnedge.io import write_json_atomic
+from fnedge.train.bases import model_record
 from fnedge.train.config import DistillSettings, TrainConfig
 from fnedge.train.dataset import IGNORE_INDEX, Example, iterate_epoch
 from fnedge.train.preference_pairs import learned_turns
@@ -99,7 +100,7 @@ def save_student(model, tokenizer, config: TrainConfig, state: RunState, run_dir
     staging = stage_model(model, tokenizer, config, run_dir)
     record = {**training_record(config, state, command), "copied_arguments": copied}
     if config.base:
-        record.update(preset=_model_record(Path(config.base)).get("preset"), base=config.base)
+        record.update(preset=model_record(Path(config.base)).get("preset"), base=config.base)
     record["distill"] = details
     write_json_atomic(staging / "fnedge.json", record)
     return publish_model(staging, run_dir)
@@ -162,11 +163,6 @@ def choose_path(settings: DistillSettings, teacher_dir: Path, teacher_tokenizer,
           f"loss = {1 - settings.alpha:g} x CE + {settings.alpha:g} x T^2 x KL(teacher || student), "
           f"T={settings.temperature:g}")
     return "logits"
-
-
-def _model_record(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "fnedge.json"
-    return read_json(path) if path.is_file() else {}
 
 
 # --- the logits path ---------------------------------------------------------------------------

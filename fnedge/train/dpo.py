@@ -44,6 +44,7 @@ from fnedge.catalog import Catalog, load_catalog
 from fnedge.chat_format import IM_END, render_segments
 from fnedge.errors import FnedgeError
 from fnedge.io import read_json, write_json_atomic
+from fnedge.train.bases import model_record
 from fnedge.train.config import DpoSettings, TrainConfig
 from fnedge.train.dataset import IGNORE_INDEX, Example, collate, plan_batches
 from fnedge.train.preference_pairs import build_pairs
@@ -104,7 +105,7 @@ def save_dpo_model(model, tokenizer, start: Path, config: TrainConfig, state: Ru
     """run/model, atomically; fnedge.json keeps what the starting model was (preset, generalist) and adds "dpo"."""
     staging = stage_model(model, tokenizer, config, run_dir)
     record = training_record(config, state, command)
-    started_from = _model_record(start)
+    started_from = model_record(start)
     record.update(preset=started_from.get("preset"), generalist=started_from.get("generalist", False),
                   copied_arguments=started_from.get("copied_arguments") or {}, base=str(start), dpo=details)
     write_json_atomic(staging / "fnedge.json", record)
@@ -128,14 +129,9 @@ def starting_model_dir(base: str | None) -> Path:
     return start
 
 
-def _model_record(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "fnedge.json"
-    return read_json(path) if path.is_file() else {}
-
-
 def prompt_seed(settings: DpoSettings, start: Path) -> int:
     """The generator seed for the prompts: never the one the starting model's data came from."""
-    trained_on = (_model_record(start).get("train_config") or {}).get("data_seed")
+    trained_on = (model_record(start).get("train_config") or {}).get("data_seed")
     if settings.prompt_seed is None:
         return (trained_on or 0) + 1
     if settings.prompt_seed == trained_on:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from fnedge.catalog import load_catalog
+from fnedge.catalog import load_catalog, model_catalog
 from fnedge.chat_format import render
 from fnedge.data.copied_arguments import copied_arguments
 from fnedge.data.generalist import carries_tools
@@ -81,12 +81,20 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
              # a generalist's tools come with each request, so no field of a trained catalog is held to copies
              "generalist": config.generalist or carries_tools(train_records),
              "copied_arguments": ({} if config.generalist or carries_tools(train_records)
-                                  else copied_arguments(train_records, load_catalog(config.catalog))),
+                                  else _copied_arguments(train_records, config, base)),
              "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     if four_bit:  # merge into the float base, not into its 4-bit copy
         extra["quantized_base"] = {"type": four_bit, "layers": len(quantized), "merged_into": "float32 base"}
         model, base = float_base_with_adapter(config.base, run_dir / "adapter")
     return save_merged(model, base, prompts, config, state, run_dir, command, extra)
+
+
+def _copied_arguments(train_records: list[dict[str, Any]], config: TrainConfig, base: Base) -> dict[str, dict[str, bool]]:
+    """The copied fields of this run's data; for a base of ours, fields its tools' data showed
+    too rarely here keep the base's answer (`copied_arguments`)."""
+    inherited = base.record.get("copied_arguments") or {}
+    inherited_catalog = model_catalog(base.record, str(base.source / "fnedge.json")) if inherited else None
+    return copied_arguments(train_records, load_catalog(config.catalog), inherited, inherited_catalog)
 
 
 def attach_lora(base: Base, settings: LoraSettings):
