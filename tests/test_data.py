@@ -643,3 +643,40 @@ def test_split_drops_few_rows():
     assert not set().union(*(slot_values(r) for r in train)) & set().union(*(slot_values(r) for r in dev))
     old_train, old_dev = split_by_template(records, dev_fraction=0.03, seed=1, value_fraction=0.03)
     assert len(old_train) + len(old_dev) < len(train) + len(dev)
+
+
+def test_held_out_conversations_become_cases_their_own_replies_pass(tmp_path):
+    """`fnedge data cases`: every case loads in the evaluator, and the data's own first reply
+    scores a function and argument match on it (so a model's score on them is the data's)."""
+    from typer.testing import CliRunner
+
+    from fnedge.chat_format import parse_assistant, render_segments
+    from fnedge.data.cli import data_app
+    from fnedge.eval.cases import load_cases
+    from fnedge.eval.scoring import score_case
+
+    catalog = load_catalog(None)
+    records = generate_dataset(catalog, n=400, seed=3)
+    data = tmp_path / "dev.jsonl"
+    write_jsonl(records, data)
+    out = tmp_path / "cases.jsonl"
+    result = CliRunner().invoke(data_app, ["cases", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cases = {case.id: case for case in load_cases(out)}
+    kinds = Counter(case.expect.type for case in cases.values())
+    assert set(kinds) == {"call", "text_then_call", "ask", "text"}, kinds
+    wrong_first = [r["id"] for r in records
+                   if next(m for m in r["messages"] if m["role"] == "assistant").get("weight") == 0]
+    assert wrong_first and not set(wrong_first) & set(cases)  # the deliberate mistake is no case
+    for record in records:
+        if record["id"] not in cases:
+            continue
+        first = next(i for i, m in enumerate(record["messages"]) if m["role"] == "assistant")
+        reply = [text for text, learned in render_segments(record["messages"][: first + 1]) if learned][-1]
+        score = score_case(cases[record["id"]], parse_assistant(reply))
+        assert score.function_match and score.argument_match is not False, (record["id"], score)
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = CliRunner().invoke(data_app, ["cases", str(empty), "--out", str(out)])
+    assert result.exit_code != 0 and "no conversation makes a case" in str(result.exception or result.output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -114,6 +115,26 @@ def stats_command(
     chars = result["chars"]
     out.print(f"rendered length (chars): min {chars['min']}, mean {chars['mean']}, p50 {chars['p50']}, "
               f"p95 {chars['p95']}, max {chars['max']}")
+
+
+@data_app.command("cases")
+def cases_command(
+    file: Path = typer.Argument(..., help="Held-out conversations: a run's data/dev.jsonl."),
+    out: Path = typer.Option(..., "--out", "-o", help="Evaluation cases JSONL to write (written atomically)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "-c",
+                                           help="The catalog the conversations use. Default: built-in."),
+) -> None:
+    """Turn held-out conversations into evaluation cases (shared/eval/FORMAT.md) for `fnedge eval`."""
+    from fnedge.catalog import load_catalog
+    from fnedge.data.eval_cases import eval_cases
+    from fnedge.data.generate import read_jsonl, write_jsonl
+
+    cases = eval_cases(read_jsonl(file), load_catalog(catalog), default_catalog=catalog is None)
+    if not cases:
+        raise FnedgeError(f"{file}: no conversation makes a case (is it a generated data file?)")
+    write_jsonl(cases, out)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(Counter(c["expect"]["type"] for c in cases).items()))
+    console.print(f"wrote {len(cases)} cases to {out}: {kinds}")
 
 
 @data_app.command("mix")
