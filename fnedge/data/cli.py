@@ -129,7 +129,7 @@ def cases_command(
     from fnedge.data.eval_cases import eval_cases
     from fnedge.data.generate import read_jsonl, write_jsonl
 
-    cases = eval_cases(read_jsonl(file), load_catalog(catalog), default_catalog=catalog is None)
+    cases = eval_cases(read_jsonl(file), "default" if catalog is None else load_catalog(catalog).to_openai())
     if not cases:
         raise FnedgeError(f"{file}: no conversation makes a case (is it a generated data file?)")
     write_jsonl(cases, out)

@@ -20,16 +20,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from fnedge.catalog import Catalog
 from fnedge.chat_format import TEXT_REFERENCE
 
 _ASKING_KINDS = ("ask", "ask_then_call", "ambiguous")
 
 
-def eval_cases(records: Iterable[dict[str, Any]], catalog: Catalog, default_catalog: bool) -> list[dict[str, Any]]:
-    """The cases of `records` (generated conversations). `default_catalog`: write `"tools":
-    "default"` instead of the catalog's schemas inline."""
-    tools: str | list[dict[str, Any]] = "default" if default_catalog else catalog.to_openai()
+def eval_cases(records: Iterable[dict[str, Any]], tools: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cases of `records` (generated conversations); `tools` as the format's field: "default"
+    or the catalog's schemas."""
     cases = []
     for record in records:
         messages = record.get("messages") or []
