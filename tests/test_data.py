@@ -680,3 +680,11 @@ def test_held_out_conversations_become_cases_their_own_replies_pass(tmp_path):
     empty.write_text("")
     result = CliRunner().invoke(data_app, ["cases", str(empty), "--out", str(out)])
     assert result.exit_code != 0 and "no conversation makes a case" in str(result.exception or result.output)
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"id": "r1", "kind": "single_call", "messages": [
+        {"role": "user", "content": "lights off"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "control_light", "arguments": "{room: kitchen"}}]}]}) + "\n")
+    result = CliRunner().invoke(data_app, ["cases", str(broken), "--out", str(out)])
+    assert result.exit_code != 0 and "r1: the arguments of its control_light call are not JSON" in str(result.exception)

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fnedge.chat_format import TEXT_REFERENCE
+from fnedge.errors import FnedgeError
 
 _ASKING_KINDS = ("ask", "ask_then_call", "ambiguous")
 
@@ -34,15 +35,16 @@ def eval_cases(records: Iterable[dict[str, Any]], tools: str | list[dict[str, An
         turn = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), None)
         if turn is None or messages[turn].get("weight") == 0:
             continue
-        expect = _expectation(messages[turn], record.get("kind", ""))
+        case_id = record.get("id", f"case-{len(cases)}")
+        expect = _expectation(messages[turn], record.get("kind", ""), case_id)
         if expect is None:
             continue
-        cases.append({"id": record.get("id", f"case-{len(cases)}"), "lang": record.get("lang", ""),
+        cases.append({"id": case_id, "lang": record.get("lang", ""),
                       "tools": tools, "messages": messages[:turn], "expect": expect})
     return cases
 
 
-def _expectation(reply: dict[str, Any], kind: str) -> dict[str, Any] | None:
+def _expectation(reply: dict[str, Any], kind: str, case_id: str) -> dict[str, Any] | None:
     calls = reply.get("tool_calls") or []
     if not calls:
         if kind in _ASKING_KINDS:
@@ -52,7 +54,14 @@ def _expectation(reply: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for call in calls:
         function = call.get("function", call)
         arguments = function.get("arguments") or {}
-        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError as e:
+                raise FnedgeError(f"{case_id}: the arguments of its {function.get('name')} call are not JSON "
+                                  f"({e.msg} at character {e.pos})") from None
+        if not isinstance(arguments, dict):
+            raise FnedgeError(f"{case_id}: the arguments of its {function.get('name')} call are not a JSON object")
         expected.append({"name": function["name"],
                          "arguments": {k: ["$text" if v == TEXT_REFERENCE else v] for k, v in arguments.items()}})
     return {"type": "text_then_call" if (reply.get("content") or "").strip() else "call", "calls": expected}
