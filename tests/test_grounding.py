@@ -3,6 +3,8 @@ grammar that holds number/time/date arguments (and copied fields) to them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import TokenizerStepModel
@@ -270,3 +272,44 @@ def test_a_malformed_copied_arguments_entry_is_a_clear_error(tmp_path):
                   catalog=load_catalog(None))
     with pytest.raises(FnedgeError, match=r"manifest.json: model.copied_arguments must map tools"):
         build.copied_arguments
+
+
+def test_expression_operands_are_the_numbers_said_in_order():
+    from fnedge.runtime.grounding import expression_operands
+
+    assert expression_operands(["72减去15，再除以4"]) == ["72", "15", "4"]
+    assert expression_operands(["work out 9219x33 and 82-362.77"]) == ["9219", "33", "82", "362.77"]
+    assert expression_operands(["六十乘以91", "and 1,250 plus twenty-one"]) == ["60", "91", "1250", "21"]
+
+
+def test_an_expression_may_only_use_the_numbers_said_each_once_in_order(guide_factory):
+    catalog = load_catalog(None)
+    said = ["what is 250 divided by 8"]
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "250/8"})
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "8/250"})  # the reverse order
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "26*50%"})  # unsaid numbers
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "250/250"})  # one number twice
+    said = ["9减4的差乘以12再加3"]
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "(9-4)*12+3"})
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12%"})
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-12*4"})  # out of order
+    assert _accepts(guide_factory, catalog, ["calculate something"], "calculate", {"expression": "2+2"})  # none said: free
+
+
+def test_every_training_expression_fits_the_expression_grammar(guide_factory):
+    from fnedge.data import generate_dataset
+
+    catalog = load_catalog(None)
+    checked = 0
+    for record in generate_dataset(catalog, n=1500, seed=21):
+        messages = record["messages"]
+        for position, message in enumerate(messages):
+            if message.get("weight") == 0:
+                continue  # a deliberate mistake the data then corrects
+            sources = [m["content"] for m in messages[:position] if m["role"] in ("user", "tool")]
+            for call in message.get("tool_calls") or []:
+                if call["function"]["name"] == "calculate":
+                    arguments = json.loads(call["function"]["arguments"])
+                    assert _accepts(guide_factory, catalog, sources, "calculate", arguments), (sources, arguments)
+                    checked += 1
+    assert checked > 40

@@ -9,7 +9,8 @@ said (or, for ids, the tool result they come from), so a tiny model that has fou
 So are the fields the model's training data always copied (`copied`, from its fnedge.json).
 Number, clock-time and date arguments may only take values the conversation mentions
 (`fnedge.runtime.grounding`); one it gives no value for is left out, and a tool that requires
-such a value is not callable (`callable_tools`), so the model must ask for it.
+such a value is not callable (`callable_tools`), so the model must ask for it. An arithmetic
+expression may only combine the numbers the conversation mentions.
 
 The output is llguidance's Lark dialect (https://github.com/guidance-ai/llguidance, docs/syntax.md).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from fnedge.catalog import Catalog, Tool
 from fnedge.chat_format import TEXT_REFERENCE
-from fnedge.runtime.grounding import field_kind, grounded_values
+from fnedge.runtime.grounding import expression_operands, field_kind, grounded_values
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
 # play, as the user said it", "The id from a search_hotels result": the catalog's own words for
@@ -94,7 +95,10 @@ def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[s
         member = f"{rule}_{position}"
         value = f"{member}_value"
         lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
-        lines.append(f"{value}: {_value(tool.properties[key], sources, copied.get(key))}")
+        if field_kind(tool.properties[key]) == "expression" and expression_operands(sources):
+            lines += _expression_rules(value, expression_operands(sources))
+        else:
+            lines.append(f"{value}: {_value(tool.properties[key], sources, copied.get(key))}")
         members.append(member)
     required = set(tool.required)
     # Members in schema order; the first one present carries no separator. Each alternative
@@ -128,6 +132,46 @@ def _value(prop: dict[str, Any], sources: Sequence[str], copied_with_reference: 
     # The layout json.dumps writes: ", " between items, ": " after keys, no other whitespace.
     schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
     return "%json " + json.dumps(schema, ensure_ascii=False)
+
+
+_MOST_OPERANDS = 8  # more numbers than this in a conversation: operands from any of them, in any order
+
+
+def _expression_rules(rule: str, operands: Sequence[str]) -> list[str]:
+    """An arithmetic expression string over the numbers the conversation said (`operands`, in
+    the order said), in the layout training wrote (no spaces): each number used at most once, in
+    the order said or its reverse ("15减8再乘72" -> (15-8)*72; "15% of 80" -> 80*15%), joined by
+    + - * / with an optional % after a number and parentheses around a run of them. The model
+    still picks the numbers and operators; it can no longer write a number nobody said, or one
+    twice, which is what it did with nearly every expression."""
+    lines = [f'{rule}: "\\"" ({rule}_f | {rule}_b) "\\""', f'{rule}_op: "+" | "-" | "*" | "/"']
+    if len(operands) > _MOST_OPERANDS:
+        numbers = " | ".join(_literal(n) for n in dict.fromkeys(operands))
+        term = f'{rule}_t: ({numbers}) "%"? | "(" {rule}_f ")"'
+        return lines + [term, f"{rule}_f: {rule}_t ({rule}_op {rule}_t)*", f"{rule}_b: {rule}_f"]
+    for direction, ordered in (("f", list(operands)), ("b", list(reversed(operands)))):
+        lines += _ordered_expression(f"{rule}_{direction}", ordered, f"{rule}_op")
+    return lines
+
+
+def _ordered_expression(rule: str, operands: Sequence[str], op: str) -> list[str]:
+    """`rule`: an expression over a subsequence of `operands`, kept in order. {rule}_e{i} starts at
+    operand i; {rule}_g{i}_{k} is a parenthesis' content, from operand i to operand k."""
+    n = len(operands)
+    number = [f'{_literal(said)} "%"?' for said in operands]
+    lines = [f"{rule}: " + " | ".join(f"{rule}_e{i}" for i in range(n))]
+    for i in range(n):
+        for k in range(i, n):
+            inner = [number[i]] if k == i else [f"{number[i]} {op} {rule}_g{j}_{k}" for j in range(i + 1, k + 1)]
+            lines.append(f"{rule}_g{i}_{k}: " + " | ".join(f"({x})" for x in inner))
+    for i in range(n):
+        alternatives = []
+        for k in range(i, n):
+            unit = number[i] if k == i else f'"(" {rule}_g{i}_{k} ")"'
+            alternatives.append(f"({unit})")
+            alternatives += [f"({unit} {op} {rule}_e{j})" for j in range(k + 1, n)]
+        lines.append(f"{rule}_e{i}: " + " | ".join(alternatives))
+    return lines
 
 
 def _literal(text: str) -> str:

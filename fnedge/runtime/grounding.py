@@ -158,6 +158,23 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
     return _unique(int(v) if float(v).is_integer() else v for v in found if v is not None)
 
 
+_OPERAND = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def expression_operands(texts: Sequence[str]) -> list[str]:
+    """The numbers an arithmetic expression may use, in the order the texts say them, as it
+    writes them: every run of digits (letters or operators around it do not matter: "9219x33",
+    "82-362.77") and every number said in Chinese or English words ("六十" -> 60)."""
+    operands: list[str] = []
+    for raw in texts:
+        text = normalized(raw)
+        found = [(m.start(), m.group().replace(",", "")) for m in _OPERAND.finditer(text)]
+        for pattern, read in ((_ZH_NUMERAL, zh_numeral_value), (_EN_NUMERAL, en_numeral_value)):
+            found += [(m.start(), str(read(m.group()))) for m in pattern.finditer(text) if read(m.group()) is not None]
+        operands += [said for _, said in sorted(found)]
+    return operands
+
+
 # ---- clock times -------------------------------------------------------------------------------
 
 _HOUR = r"(\d{1,2}|[零〇一二两兩三四五六七八九十]{1,3})"
@@ -379,7 +396,8 @@ _RELATIVE_WORD = re.compile(r"^[a-z]+(?:_[a-z]+)*$")
 
 def field_kind(prop: dict[str, Any]) -> str | None:
     """'number', 'time' or 'date' for properties whose value the conversation must mention;
-    'unit' and 'language' for those whose value it names in words ("公里" -> km, "法语" -> fr)."""
+    'unit' and 'language' for those whose value it names in words ("公里" -> km, "法语" -> fr);
+    'expression' for arithmetic built from the numbers it mentions ("15减8再乘72" -> (15-8)*72)."""
     if "enum" in prop:
         codes = [v for v in prop["enum"] if isinstance(v, str)]
         return "language" if codes and all(v.lower() in _LANGUAGE_NAMES for v in codes) else None
@@ -392,7 +410,14 @@ def field_kind(prop: dict[str, Any]) -> str | None:
         return "time"
     if prop.get("type") == "string" and _DATE_FIELD.search(description):
         return "date"
+    if prop.get("type") == "string" and _EXPRESSION_FIELD.search(description):
+        return "expression"
     return None
+
+
+# "Arithmetic expression using digits and + - * / ( ) . %": its numbers are the user's, in digits.
+_EXPRESSION_FIELD = re.compile(r"\barithmetic expression\b|\bmath(?:ematical)? expression\b|算式|数学表达式",
+                               re.IGNORECASE)
 
 
 def relative_date_words(prop: dict[str, Any]) -> list[str]:
