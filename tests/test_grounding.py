@@ -37,6 +37,12 @@ def test_numbers_the_user_said(text, expected):
     assert all(value in found for value in expected), found
 
 
+def test_a_signed_number_is_offered_only_with_its_sign():
+    assert mentioned_numbers(["it is -23 degrees fahrenheit, in celsius?"]) == [-23]
+    assert mentioned_numbers(["minus 2 °F to C"]) == [-2]
+    assert -5 not in mentioned_numbers(["from 3-5 pm"])  # a range's dash is no sign
+
+
 def test_dates_times_and_ids_are_not_counts():
     found = mentioned_numbers(["2026-03-04 8:15 订 ab-381 两晚"])
     assert found == [2]

@@ -124,9 +124,9 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             sign, whole, fraction, thousands = match.groups()
             value: float = float(whole.replace(",", "") + (fraction or ""))
             value *= 1000 if thousands else 1
-            found.append(value)
-            if sign:
-                found.append(-value)
+            # A minus sign right before the digits, with no word or number before it, is the number's
+            # sign ("minus 2", "零下5", "-23 degrees"): offering 2 as well let the model drop it.
+            found.append(-value if sign else value)
         for match in _ZH_NUMERAL.finditer(text):
             run = match.group()
             value = zh_numeral_value(run)
