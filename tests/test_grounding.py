@@ -265,6 +265,8 @@ def test_units_and_languages_named_in_words():
     target = catalog["translate"].properties["target_lang"]
     assert grounded_values(target, ["“早安”用法语怎么说"]).values == ["fr", "zh"]  # named, and the user's own
     assert grounded_values(target, ["what does 'merci' mean"]).values == ["en"]
+    error = '{"error": "missing required argument \'target_lang\'"}'
+    assert grounded_values(target, ["“Can I see the menu”是什么意思", error]).values == ["zh"]  # the user's, not the result's
     unit = catalog["convert_units"].properties["from_unit"]
     assert grounded_values(unit, ["5公里是几英里"]).values == ["km", "mi"]
     assert grounded_values(unit, ["5 leagues in furlongs"]) is None  # nothing it knows: free

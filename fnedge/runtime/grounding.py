@@ -513,8 +513,10 @@ _QUOTED = re.compile(r"[“\"'‘「『][^“”\"'‘’「」『』]*[”\"'�
 
 
 def _writing_language(texts: Sequence[str]) -> str:
-    """zh or en: what the last message is mostly written in, quotations aside."""
-    text = _QUOTED.sub(" ", texts[-1] if texts else "")
+    """zh or en: what the last message is mostly written in, quotations aside. A tool result
+    (a JSON object) is not the user's writing: after `{"error": …}` it is the message before."""
+    written = [t for t in texts if not t.lstrip().startswith("{")]
+    text = _QUOTED.sub(" ", written[-1] if written else "")
     han, latin_words = len(re.findall("[\u4e00-\u9fff]", text)), len(re.findall("[A-Za-z]+", text))
     return "zh" if 2 * han >= latin_words else "en"
 
