@@ -59,6 +59,7 @@ def test_dates_times_and_ids_are_not_counts():
     ("quarter to six in the morning", ["05:45"]),
     ("nine forty-five pm please", ["21:45"]),
     ("alarm at 1 in the afternoon", ["13:00"]),
+    ("one forty-two in the afternoon", ["13:42"]),  # not also the "two in the afternoon" of forty-two
     ("midnight", ["00:00"]),
     ("set it for 1945", ["19:45"]),
     ("remind me at ten", ["10:00", "22:00"]),  # no day part: both readings

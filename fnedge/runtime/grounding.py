@@ -339,7 +339,8 @@ def _english_word_times(text: str) -> list[tuple[int, int]]:
         if hour is not None:
             found += _readings(hour, 0, _en_part(text, *match.span()))
     day_part = r"\s+(?:in the (?:morning|afternoon|evening)|tonight|at night)\b"
-    for match in re.finditer(rf"(?<!past )(?<!to ){_EN_HOUR}{day_part}", text):  # "8 tonight"
+    # "8 tonight", but not the "two" of "one forty-two in the afternoon"
+    for match in re.finditer(rf"(?<!past )(?<!to )(?<![\w-]){_EN_HOUR}{day_part}", text):
         hour = _number_word(match.group(1))
         if hour is not None:
             found += _readings(hour, 0, _en_part(text, *match.span(1)))
