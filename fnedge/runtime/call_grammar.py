@@ -95,8 +95,9 @@ def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[s
         member = f"{rule}_{position}"
         value = f"{member}_value"
         lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
-        if field_kind(tool.properties[key]) == "expression" and expression_operands(sources):
-            lines += _expression_rules(value, expression_operands(sources))
+        operands = expression_operands(sources) if field_kind(tool.properties[key]) == "expression" else []
+        if operands:
+            lines += _expression_rules(value, operands)
         else:
             lines.append(f"{value}: {_value(tool.properties[key], sources, copied.get(key))}")
         members.append(member)

@@ -161,6 +161,7 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
 _OPERAND = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 
 
+@_per_conversation
 def expression_operands(texts: Sequence[str]) -> list[str]:
     """The numbers an arithmetic expression may use, in the order the texts say them, as it
     writes them: every run of digits (letters or operators around it do not matter: "9219x33",
@@ -170,7 +171,8 @@ def expression_operands(texts: Sequence[str]) -> list[str]:
         text = normalized(raw)
         found = [(m.start(), m.group().replace(",", "")) for m in _OPERAND.finditer(text)]
         for pattern, read in ((_ZH_NUMERAL, zh_numeral_value), (_EN_NUMERAL, en_numeral_value)):
-            found += [(m.start(), str(read(m.group()))) for m in pattern.finditer(text) if read(m.group()) is not None]
+            readings = ((m.start(), read(m.group())) for m in pattern.finditer(text))
+            found += [(start, str(value)) for start, value in readings if value is not None]
         operands += [said for _, said in sorted(found)]
     return operands
 
