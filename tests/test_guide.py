@@ -155,3 +155,37 @@ def test_an_identical_second_call_is_dropped_and_ends_the_reply(factory, tokeniz
     two_calls = Scripted(tokenizer, light + message)
     turn = parse_assistant(timed_generation(two_calls, "hi", 200, factory.guide(catalog, sources)).text)
     assert [c["name"] for c in turn.calls] == ["control_light", "send_message"]
+
+
+def _guide_at(factory, tokenizer, catalog, sources, call_text, copied=None):
+    """A guide that has followed `<tool_call>` and then `call_text`."""
+    guide = factory.guide(catalog, sources, copied=copied)
+    guide.observe(factory.open_id)
+    for token in tokenizer.encode(call_text, add_special_tokens=False):
+        guide.observe(token)
+    assert guide.active
+    return guide
+
+
+def test_ending_a_copied_value_is_weighed_against_but_other_values_are_left_alone(factory, tokenizer):
+    catalog = load_catalog(None)
+    sources = ["send Harold a text: the car is ready for pickup"]
+    logits = np.zeros(factory.vocab_size, dtype=np.float32)
+    quotes = factory.quote_tokens
+
+    def quote_logits(guide):
+        masked = guide.mask(logits)
+        allowed = masked[quotes][np.isfinite(masked[quotes])]
+        assert allowed.size and np.isfinite(masked).sum() > allowed.size  # closing and going on both allowed
+        return set(allowed.tolist())
+
+    in_name = _guide_at(factory, tokenizer, catalog, sources, '{"name": "send_message", "arguments": {"to": "Harold')
+    assert quote_logits(in_name) == {-in_name.close_penalty} and in_name.close_penalty > 0
+    in_name.close_penalty = 0
+    assert quote_logits(in_name) == {0.0}
+    # "Message body" is no copy by its description; it is one where the model's training data copied it.
+    body = '{"name": "send_message", "arguments": {"to": "Harold", "text": "the car'
+    assert quote_logits(_guide_at(factory, tokenizer, catalog, sources, body)) == {0.0}
+    copied = {"send_message": {"text": False}}
+    guide = _guide_at(factory, tokenizer, catalog, sources, body, copied=copied)
+    assert quote_logits(guide) == {-guide.close_penalty}

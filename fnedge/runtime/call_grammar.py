@@ -38,6 +38,16 @@ def is_copied(prop: dict[str, Any]) -> bool:
     return prop.get("type") == "string" and "enum" not in prop and bool(_COPIED.search(prop.get("description", "")))
 
 
+def copied_fields(catalog: Catalog, sources: Sequence[str],
+                  copied: Mapping[str, Mapping[str, bool]] | None = None) -> dict[str, set[str]]:
+    """{tool: the fields `call_grammar` holds to a copy of `sources`} (none when there are no sources)."""
+    if not any(sources):
+        return {}
+    return {tool.name: {key for key, prop in tool.properties.items()
+                        if is_copied(prop) or key in (copied or {}).get(tool.name, {})}
+            for tool in catalog.tools}
+
+
 def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int,
                  copied: Mapping[str, Mapping[str, bool]] | None = None) -> str:
     """Lark grammar for one call to any tool in `catalog`, ended by the token `close_token`.

@@ -6,6 +6,9 @@ Outside a call the model writes freely (answers, questions, the text of a deferr
 Tokens the grammar leaves no choice about (`{"name": "get_weather", "arguments": {"city": "`
 once the name is chosen) are *forced*: appended without sampling and evaluated in one batch.
 
+Inside a copied value the guide also weighs against ending it (`COPY_CLOSE_PENALTY`): a tiny
+model ends copies early ("Good luck" of "Good luck with your exam").
+
 llguidance computes the token masks (a Rust Earley parser over the tokenizer's trie, well
 under a millisecond per token for our 6,400-token vocabulary).
 """
@@ -15,11 +18,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import json
+import re
+
 import numpy as np
 
 from fnedge.catalog import Catalog
 from fnedge.errors import FnedgeError
-from fnedge.runtime.call_grammar import call_grammar, callable_tools
+from fnedge.runtime.call_grammar import call_grammar, callable_tools, copied_fields
+
+# Logit taken off the tokens that close a copied value, where the grammar lets the copy go on.
+# The built-in model stops copies short far more often than it runs them long; on its own
+# held-out split (811 cases, never the dev set) argument match was 70.8% at 0, 72.8% at 1, 73.2%
+# at 2, 72.8% at 4 (fnedge eval heldout.jsonl --model fnedge/models/default).
+COPY_CLOSE_PENALTY = 2.0
+_CALL_NAME = re.compile(r'^\{"name": ("(?:[^"\\]|\\.)*")')
+_OPEN_VALUE = re.compile(r'("(?:[^"\\]|\\.)*"): "(?:[^"\\]|\\.)*$')  # a key, then a string still open
 
 
 class GuideFactory:
@@ -34,6 +48,10 @@ class GuideFactory:
 
         vocab = RuntimeVocab(tokenizer_dir)
         self.open_id, self.close_id, self.vocab_size = vocab.call_open_id, vocab.call_close_id, vocab.size
+        self.token_bytes = vocab.token_bytes
+        # Inside a JSON string, a token starting with a quote ends it (a quote in a value is \").
+        self.quote_tokens = np.array([t for t in range(vocab.size) if vocab.token_bytes(t).startswith(b'"')],
+                                     dtype=np.int64)
         # Outside a call, prose may end the turn or open a call, but no other marker belongs
         # there (a stray </tool_call> or <|im_start|> in the text is always a model error).
         markers = [t for t in vocab.special.values() if t not in (self.open_id, vocab.eos_id)]
@@ -59,6 +77,7 @@ class GuideFactory:
                 catalog = callable_
         guide = CallGuide(self, call_grammar(catalog, sources, self.close_id, copied), force, tool_choice)
         guide.every_tool_grammar = every_tool
+        guide.copied = copied_fields(catalog, sources, copied)
         return guide
 
 
@@ -80,7 +99,10 @@ class CallGuide:
         self.overrun = 0  # tokens a call open at the token limit may still take to close
         self.every_tool_grammar: str | None = None  # the call grammar without the callability filter
         self.repeated = False  # the last call to close was identical to an earlier one
+        self.copied: dict[str, set[str]] = {}  # {tool: fields held to a copy}: where the close penalty applies
+        self.close_penalty = COPY_CLOSE_PENALTY
         self._call: list[int] = []
+        self._call_bytes = bytearray()
         self._closed_calls: set[tuple[int, ...]] = set()
         prose_forbidden = factory.prose_forbidden
         if tool_choice == "none":
@@ -116,8 +138,10 @@ class CallGuide:
                 self.matcher.reset()
                 self.active = True
                 self._call = []
+                self._call_bytes.clear()
             return
         self._call.append(token)
+        self._call_bytes += self.factory.token_bytes(token)
         if not self.matcher.consume_token(token) or self.matcher.is_error():
             self.active = False  # cannot happen under our own masks; never wedge the loop
         elif token == self.factory.close_id:
@@ -143,7 +167,18 @@ class CallGuide:
             logits = logits.copy()
             logits[self.prose_forbidden] = -np.inf
             return logits
-        return _masked(logits, self.matcher)
+        masked = _masked(logits, self.matcher)
+        if self.close_penalty and self._in_copied_value():
+            masked[self.factory.quote_tokens] -= self.close_penalty
+        return masked
+
+    def _in_copied_value(self) -> bool:
+        """Whether the call written so far ends inside the value of a field held to a copy."""
+        text = self._call_bytes.decode("utf-8", errors="ignore")
+        name, value = _CALL_NAME.match(text), _OPEN_VALUE.search(text)
+        if not (name and value) or value.start() < name.end():
+            return False
+        return json.loads(value.group(1)) in self.copied.get(json.loads(name.group(1)), ())
 
 
 def _masked(logits: np.ndarray, matcher) -> np.ndarray:
