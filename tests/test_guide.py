@@ -171,15 +171,16 @@ def test_ending_a_copied_value_is_weighed_against_but_other_values_are_left_alon
     catalog = load_catalog(None)
     sources = ["send Harold a text: the car is ready for pickup"]
     logits = np.zeros(factory.vocab_size, dtype=np.float32)
-    quotes = factory.quote_tokens
 
     def quote_logits(guide):
         masked = guide.mask(logits)
-        allowed = masked[quotes][np.isfinite(masked[quotes])]
+        quotes = masked[factory.quote_tokens]
+        allowed = quotes[np.isfinite(quotes)]
         assert allowed.size and np.isfinite(masked).sum() > allowed.size  # closing and going on both allowed
         return set(allowed.tolist())
 
     in_name = _guide_at(factory, tokenizer, catalog, sources, '{"name": "send_message", "arguments": {"to": "Harold')
+    in_name.omit_penalty = 0
     assert quote_logits(in_name) == {-in_name.close_penalty} and in_name.close_penalty > 0
     in_name.close_penalty = 0
     assert quote_logits(in_name) == {0.0}
@@ -189,3 +190,32 @@ def test_ending_a_copied_value_is_weighed_against_but_other_values_are_left_alon
     copied = {"send_message": {"text": False}}
     guide = _guide_at(factory, tokenizer, catalog, sources, body, copied=copied)
     assert quote_logits(guide) == {-guide.close_penalty}
+
+
+def _allowed(guide, tokens, logits):
+    masked = guide.mask(logits)[tokens]
+    return set(masked[np.isfinite(masked)].tolist())
+
+
+def test_ending_the_arguments_is_weighed_against_where_another_one_may_follow(factory, tokenizer):
+    catalog = load_catalog(None)
+    logits = np.zeros(factory.vocab_size, dtype=np.float32)
+    ends, nexts = factory.end_tokens, factory.next_tokens
+    sources = ["hotels in Nanjing for 4 nights"]  # nights is said; check_in and max_price are not
+    after_city = _guide_at(factory, tokenizer, catalog, sources, '{"name": "search_hotels", "arguments": {"city": "Nanjing')
+    after_city.close_penalty = 0
+    penalty = after_city.omit_penalty
+    assert penalty > 0
+    assert _allowed(after_city, ends[True], logits) == {-penalty} and _allowed(after_city, nexts[True], logits) == {0.0}
+    # After a number: '}' ends, ',' goes on (max_price may still take the 4 said).
+    after_nights = _guide_at(factory, tokenizer, catalog, sources,
+                             '{"name": "search_hotels", "arguments": {"city": "Nanjing", "nights": 4')
+    assert _allowed(after_nights, ends[False], logits) == {-penalty}
+    assert _allowed(after_nights, nexts[False], logits) == {0.0}
+    # A label may always follow (a free string), but the user gave none: ending is not weighed against.
+    alarm = _guide_at(factory, tokenizer, catalog, ["wake me at 7:30 am"], '{"name": "set_alarm", "arguments": {"time": "07:30')
+    assert _allowed(alarm, nexts[True], logits) == {0.0} and _allowed(alarm, ends[True], logits) == {0.0}
+    # No brightness said: nothing may follow the action, and ending is not weighed against.
+    alone = _guide_at(factory, tokenizer, catalog, ["turn off the light in the den"],
+                      '{"name": "control_light", "arguments": {"room": "den", "action": "off')
+    assert _allowed(alone, nexts[True], logits) == set() and _allowed(alone, ends[True], logits) == {0.0}

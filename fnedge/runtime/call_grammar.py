@@ -24,7 +24,7 @@ from typing import Any
 
 from fnedge.catalog import Catalog, Tool
 from fnedge.chat_format import TEXT_REFERENCE
-from fnedge.runtime.grounding import expression_operands, field_kind, grounded_values
+from fnedge.runtime.grounding import expression_operands, field_kind, grounded_values, mentioned_dates
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
 # play, as the user said it", "The id from a search_hotels result": the catalog's own words for
@@ -83,6 +83,19 @@ def unsaid_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
     invent one (an optional one is left out; a tool that requires one cannot be called)."""
     return {key for key, prop in tool.properties.items()
             if field_kind(prop) in ("number", "time", "date") and grounded_values(prop, sources) is None}
+
+
+def said_optional_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
+    """Optional number, clock-time and explicit-date arguments the conversation gives a value for
+    ("住四个晚上" -> nights). Free strings and date keywords are always possible, so never said."""
+    said = set()
+    for key, prop in tool.properties.items():
+        kind = field_kind(prop)
+        if key in tool.required or kind not in ("number", "time", "date"):
+            continue
+        if kind == "date" and any(mentioned_dates(sources)) or kind != "date" and grounded_values(prop, sources):
+            said.add(key)
+    return said
 
 
 def callable_tools(catalog: Catalog, sources: Sequence[str]) -> Catalog:
