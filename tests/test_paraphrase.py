@@ -121,3 +121,22 @@ def test_a_real_model_rewords_through_llama_cpp(catalog):
         original = next(r for r in records if row["id"] == r["id"] + "-para")
         assert row["messages"][0]["content"] != original["messages"][0]["content"]
         assert row["messages"][1] == original["messages"][1]
+
+
+def test_cli_names_what_is_wrong(tmp_path):
+    from typer.testing import CliRunner
+
+    from fnedge.data.cli import data_app
+
+    runner = CliRunner()
+    out = str(tmp_path / "o.jsonl")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"id": "x", "expect": {}}\n', encoding="utf-8")
+    generated = tmp_path / "train.jsonl"
+    generated.write_text(json.dumps(record("weather in Rome", "get_weather", {"city": "Rome"})) + "\n", encoding="utf-8")
+    result = runner.invoke(data_app, ["paraphrase", str(cases), "--out", out, "--gguf", str(tmp_path / "x.gguf")])
+    assert result.exit_code != 0 and "'messages'" in str(result.exception)
+    result = runner.invoke(data_app, ["paraphrase", str(generated), "--out", out, "--gguf", str(tmp_path / "none.gguf")])
+    assert result.exit_code != 0 and "none.gguf: GGUF file not found" in str(result.exception)
+    result = runner.invoke(data_app, ["paraphrase", str(generated), "--out", out, "--lang", "fr"])
+    assert result.exit_code != 0 and "--lang" in str(result.exception)

@@ -163,6 +163,8 @@ def paraphrase_command(
     if not langs or set(langs) - {"zh", "en", "mix"}:
         raise FnedgeError(f"--lang takes zh, en and mix, comma-separated, not {lang!r}")
     records = read_jsonl(file)
+    if not all(isinstance(r, dict) and isinstance(r.get("messages"), list) for r in records):
+        raise FnedgeError(f"{file}: rows without a 'messages' list; is it a generated data file?")
     kept, report = paraphrase_records(records, load_catalog(catalog), Paraphraser(model, threads=threads), n, seed, langs)
     if not kept:
         raise FnedgeError(f"no rewording of {file} kept ({report.tried} tried, {report.eligible} eligible): "
