@@ -121,3 +121,27 @@ def test_context_loss_weight_adds_the_users_tokens_and_nothing_else():
     assert torch.allclose(mixed, (per_token * weights).sum() / weights.sum(), atol=1e-5)
     with pytest.raises(FnedgeError, match="context_loss_weight"):
         TrainConfig.from_dict({"context_loss_weight": 2})
+
+
+def test_call_loss_weight_weighs_each_replys_first_token_and_the_tokens_inside_a_call():
+    from transformers import LlamaForCausalLM
+
+    from fnedge.train.trainer import inside_call, training_loss
+
+    open_id, close_id = 3, 4
+    ids = torch.tensor([[9, 9, 9, 10, 3, 11, 12, 4, 2, 0]])  # prompt, reply "10 <tool_call> 11 12 </tool_call> 2", pad
+    assert inside_call(ids, (open_id, close_id)).tolist() == [[False] * 5 + [True] * 3 + [False] * 2]
+    labels = torch.full_like(ids, -100)
+    labels[0, 3:9] = ids[0, 3:9]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(make_config("fc-nano", vocab_size=64))
+    weighted = training_loss(model, ids, labels, pad_id=0, context_weight=0.0, call_weight=3.0,
+                             call_markers=(open_id, close_id))
+    logits = model(input_ids=ids).logits[:, :-1]
+    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), ids[:, 1:].reshape(-1), reduction="none")
+    # targets 1..9: the reply is targets 3..8. Its first token (10) and 11, 12, </tool_call> weigh 3;
+    # <tool_call> itself and the end weigh 1, the prompt 0 (context weight 0), padding 0.
+    weights = torch.tensor([0, 0, 3, 1, 3, 3, 3, 1, 0], dtype=torch.float)
+    assert torch.allclose(weighted, (per_token * weights).sum() / weights.sum(), atol=1e-5)
+    with pytest.raises(FnedgeError, match="call_loss_weight"):
+        TrainConfig.from_dict({"call_loss_weight": 0})

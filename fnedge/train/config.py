@@ -159,6 +159,7 @@ class TrainConfig:
     epochs: float = 1.0
     lr: float = 2e-3
     context_loss_weight: float = 0.3   # weight of the next-token loss on non-reply tokens (user turns, tool results)
+    call_loss_weight: float = 1.0      # weight of reply tokens inside a <tool_call> block (names, argument values)
     min_lr_ratio: float = 0.1
     warmup_steps: int = 150
     weight_decay: float = 0.1
@@ -227,6 +228,8 @@ class TrainConfig:
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
         if not (isinstance(self.context_loss_weight, (int, float)) and 0 <= self.context_loss_weight <= 1):
             raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
+        if not (isinstance(self.call_loss_weight, (int, float)) and self.call_loss_weight > 0):
+            raise FnedgeError(f"{source}: 'call_loss_weight' must be a positive number")
         if self.save_dtype not in ("float16", "float32"):
             raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
         if self.precision not in ("auto", "bf16", "fp32"):

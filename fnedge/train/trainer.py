@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from transformers import LlamaForCausalLM
 
 from fnedge.catalog import load_catalog
-from fnedge.chat_format import render
+from fnedge.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, render
 from fnedge.data.copied_arguments import copied_arguments
 from fnedge.errors import FnedgeError
 from fnedge.io import write_bytes_atomic, write_json_atomic
@@ -86,7 +86,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, tokenizer.pad_token_id, config, run_dir, dropped)
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer.pad_token_id, config, run_dir, dropped,
+                call_markers=call_marker_ids(tokenizer))
     copied = copied_arguments(train_records, load_catalog(config.catalog))
     return save_model(model, tokenizer, config, state, run_dir, command, {"copied_arguments": copied})
 
@@ -123,12 +124,14 @@ class Objective:
 
 def next_token_objective(train_examples: list[Example], dev_examples: list[Example], pad_id: int,
                          config: TrainConfig, dropped: int = 0,
-                         loss: Callable[[torch.nn.Module, Batch], LossResult] | None = None) -> Objective:
+                         loss: Callable[[torch.nn.Module, Batch], LossResult] | None = None,
+                         call_markers: tuple[int, int] | None = None) -> Objective:
     """Conversations in length-bucketed batches, reshuffled each epoch; by default the reply loss
     (`training_loss`), dev loss on the held-out conversations."""
     def reply_loss(model: torch.nn.Module, batch: Batch) -> LossResult:
         ids, labels = batch
-        return training_loss(model, ids, labels, pad_id, config.context_loss_weight), {}
+        return training_loss(model, ids, labels, pad_id, config.context_loss_weight,
+                             config.call_loss_weight, call_markers), {}
 
     lengths = [len(e.ids) for e in train_examples]
     return Objective(
@@ -141,9 +144,11 @@ def next_token_objective(train_examples: list[Example], dev_examples: list[Examp
 
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples: list[Example],
-        dev_examples: list[Example], pad_id: int, config: TrainConfig, run_dir: Path, dropped: int = 0) -> RunState:
+        dev_examples: list[Example], pad_id: int, config: TrainConfig, run_dir: Path, dropped: int = 0,
+        call_markers: tuple[int, int] | None = None) -> RunState:
     """`fit_objective` with the next-token loss on the replies of `train_examples`."""
-    objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped)
+    objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped,
+                                     call_markers=call_markers)
     return fit_objective(model, optimizer, objective, config, run_dir)
 
 
@@ -209,27 +214,50 @@ def _describe_parameters(model: torch.nn.Module) -> str:
 
 
 def training_loss(model: LlamaForCausalLM, ids: torch.Tensor, labels: torch.Tensor, pad_id: int,
-                  context_weight: float) -> torch.Tensor:
+                  context_weight: float, call_weight: float = 1.0,
+                  call_markers: tuple[int, int] | None = None) -> torch.Tensor:
     """Next-token loss on the replies; with `context_weight` > 0 also on every other real token.
 
     The user's words pass through the model anyway; learning to predict them too costs no extra
     compute and gives a from-scratch model the language of requests that no reply spells out."""
-    if context_weight == 0:
+    if context_weight == 0 and call_weight == 1.0:
         return model(input_ids=ids, labels=labels).loss
-    return token_loss(model(input_ids=ids).logits, ids, labels, pad_id, context_weight)
+    return token_loss(model(input_ids=ids).logits, ids, labels, pad_id, context_weight, call_weight, call_markers)
 
 
 def token_loss(logits: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor, pad_id: int,
-               context_weight: float) -> torch.Tensor:
-    """`training_loss` from logits a stage already has (distillation needs them for its KL term too)."""
+               context_weight: float, call_weight: float = 1.0,
+               call_markers: tuple[int, int] | None = None) -> torch.Tensor:
+    """`training_loss` from logits a stage already has (distillation needs them for its KL term too).
+
+    The tokens that decide the outcome weigh `call_weight`: the first token of each reply (call,
+    question or answer) and the tokens inside a call (after `<tool_call>`, up to and including
+    `</tool_call>`). A call's few value tokens are what gets scored, while a story's many free
+    tokens are not; weighing only the call's tokens tilted replies toward calling."""
     logits = logits[:, :-1].float()
     targets = ids[:, 1:]
     per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                                   reduction="none").view_as(targets)
-    reply = labels[:, 1:] != IGNORE_INDEX
-    context = ~reply & (targets != pad_id)
-    weights = reply.float() + context_weight * context.float()
+    reply = (labels[:, 1:] != IGNORE_INDEX).float()
+    context = (labels[:, 1:] == IGNORE_INDEX) & (targets != pad_id)
+    if call_weight != 1.0 and call_markers is not None:
+        opening = reply * (1.0 - torch.nn.functional.pad(reply[:, :-1], (1, 0)))
+        deciding = (inside_call(ids, call_markers)[:, 1:].float() + opening).clamp(max=1.0)
+        reply = reply * (1.0 + (call_weight - 1.0) * deciding)
+    weights = reply + context_weight * context.float()
     return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def inside_call(ids: torch.Tensor, call_markers: tuple[int, int]) -> torch.Tensor:
+    """True at each token that follows an open `<tool_call>` (the closing marker included)."""
+    open_id, close_id = call_markers
+    depth = torch.cumsum((ids == open_id).long() - (ids == close_id).long(), dim=1)
+    previous = torch.nn.functional.pad(depth[:, :-1], (1, 0))
+    return previous > 0
+
+
+def call_marker_ids(tokenizer) -> tuple[int, int]:
+    return tokenizer.convert_tokens_to_ids(TOOL_CALL_OPEN), tokenizer.convert_tokens_to_ids(TOOL_CALL_CLOSE)
 
 
 def resolve_precision(precision: str) -> str:
