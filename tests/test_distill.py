@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY
+from conftest import TINY, assert_same_tensors, interrupt_at_first_checkpoint
 from fnedge.errors import FnedgeError
 from fnedge.train.config import TrainConfig
 
@@ -66,6 +66,20 @@ def test_logit_distillation_lowers_the_students_loss_and_kl(tiny_model, tmp_path
     teacher_vocab = json.loads((tiny_model / "tokenizer.json").read_text())["model"]["vocab"]
     assert json.loads((model_dir / "tokenizer.json").read_text())["model"]["vocab"] == teacher_vocab
     assert record["preset"] == "fc-nano" and record["steps"] >= 5
+
+
+def test_an_interrupted_distillation_resumes_to_the_same_student(tiny_model, tmp_path, monkeypatch, capsys):
+    from fnedge.train.distill import train_distill
+
+    whole = train_distill(distill_config(tiny_model), tmp_path / "whole")
+    interrupt_at_first_checkpoint(monkeypatch)
+    with pytest.raises(FnedgeError, match=r"interrupted at step 5/.*Run the same command again to resume"):
+        train_distill(distill_config(tiny_model), tmp_path / "split")
+    assert not (tmp_path / "split" / "model").exists()
+    capsys.readouterr()
+    resumed = train_distill(distill_config(tiny_model), tmp_path / "split")
+    assert "resuming at step 5" in capsys.readouterr().out
+    assert_same_tensors(whole / "model.safetensors", resumed / "model.safetensors")
 
 
 def test_a_student_with_another_vocabulary_learns_from_teacher_written_replies(tiny_model, tmp_path, capsys):
