@@ -197,14 +197,18 @@ def test_an_interrupted_dpo_run_resumes_to_the_same_weights(dpo_run, tiny_model,
         monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # The interrupt must fall inside an epoch, so that a resume has to skip that epoch's first
+    # batches. How many pairs (so steps per epoch) the tiny model's mistakes give can change with
+    # the runtime; checkpoint_every does not change the weights, so pick one that lands mid-epoch.
     steps_per_epoch = json.loads((dpo_run / "model" / "fnedge.json").read_text())["steps"] // 3
-    assert 3 % steps_per_epoch != 0  # the interrupt falls inside an epoch: a resume must skip its first batches
+    assert steps_per_epoch > 1
+    every = steps_per_epoch + 1  # one step into the second epoch
     monkeypatch.setattr(trainer, "_save_checkpoint", save_then_interrupt)
-    with pytest.raises(FnedgeError, match=r"interrupted at step 3/.*Run the same command again to resume"):
-        train_dpo(dpo_config(tiny_model), tmp_path)
+    with pytest.raises(FnedgeError, match=rf"interrupted at step {every}/.*Run the same command again to resume"):
+        train_dpo(dpo_config(tiny_model, checkpoint_every=every), tmp_path)
     assert (tmp_path / "data" / "pairs.jsonl").is_file() and not (tmp_path / "model").exists()
 
-    train_dpo(dpo_config(tiny_model), tmp_path)
+    train_dpo(dpo_config(tiny_model, checkpoint_every=every), tmp_path)
     straight = load_file(dpo_run / "model" / "model.safetensors")
     resumed = load_file(tmp_path / "model" / "model.safetensors")
     assert straight.keys() == resumed.keys()

@@ -157,6 +157,45 @@ def test_an_identical_second_call_is_dropped_and_ends_the_reply(factory, tokeniz
     assert [c["name"] for c in turn.calls] == ["control_light", "send_message"]
 
 
+class CallsOrAsks(Scripted):
+    """Opens its reply with `script` (a call); where a call cannot open the reply, writes "?"."""
+
+    def next_logits(self):
+        logits = super().next_logits()
+        if not self.reply:
+            logits[self.tokenize("?")[0]] = 5.0
+        elif self.decode(self.reply) == "?":
+            logits[self.eos_id] = 20.0
+        return logits
+
+
+def test_a_call_whose_two_copied_values_are_the_same_words_is_dropped_and_the_reply_asks(factory, tokenizer):
+    catalog = load_catalog(None)
+    invented = format_call("send_message", {"to": "下午", "text": "下午2:55在地铁站见"})  # nobody named a recipient
+    copied = {"send_message": {"to": False, "text": True}}  # as the built-in model's fnedge.json records
+    model = CallsOrAsks(tokenizer, invented)
+    generation = timed_generation(model, "hi", 200,
+                                  factory.guide(catalog, ["帮我发条消息：下午2:55在地铁站见"], copied=copied))
+    assert generation.text == "?"
+
+    named = format_call("send_message", {"to": "小王", "text": "下午2:55在地铁站见"})
+    generation = timed_generation(CallsOrAsks(tokenizer, named), "hi", 200,
+                                  factory.guide(catalog, ["发给小王：下午2:55在地铁站见"], copied=copied))
+    assert parse_assistant(generation.text).calls == [json.loads(named[len(TOOL_CALL_OPEN):-len("</tool_call>")])]
+
+
+def test_overlapping_copies_needs_every_reading_of_the_two_values_to_share_words():
+    from fnedge.runtime.call_grammar import overlapping_copies
+
+    fields = {"path", "content", "to", "text"}
+    assert overlapping_copies({"path": "menu", "content": "menu"}, fields, ["save this: menu"])
+    assert overlapping_copies({"to": "下午", "text": "下午2:55见"}, fields, ["发消息：下午2:55见"])
+    assert not overlapping_copies({"to": "Mom", "text": "Mom is late"}, fields, ["tell Mom that Mom is late"])
+    assert not overlapping_copies({"to": "Mia", "text": "Mia"}, fields, ["text Mia", "Mia"])  # two messages
+    assert not overlapping_copies({"to": "下午", "text": "下午2:55见"}, {"text"}, ["发消息：下午2:55见"])  # one copy
+    assert not overlapping_copies({"path": "a.txt", "content": "{{text}}"}, fields, ["save it to a.txt"])
+
+
 def _guide_at(factory, tokenizer, catalog, sources, call_text, copied=None):
     """A guide that has followed `<tool_call>` and then `call_text`."""
     guide = factory.guide(catalog, sources, copied=copied)

@@ -48,6 +48,32 @@ def copied_fields(catalog: Catalog, sources: Sequence[str],
             for tool in catalog.tools}
 
 
+def overlapping_copies(arguments: Mapping[str, Any], fields: set[str], sources: Sequence[str]) -> bool:
+    """Whether two copied values of one call can only be read from the same words of the
+    conversation: "帮我发条消息：下午2:55在地铁站见" -> to="下午", text="下午2:55在地铁站见". Two
+    arguments are two things the user said, so such a call invents one of them (here the
+    recipient nobody named); the reply should ask for it instead."""
+    spans = [_occurrences(value, sources) for key, value in arguments.items()
+             if key in fields and isinstance(value, str) and value]
+    spans = [found for found in spans if found]  # a {{text}} reference, or a value not copied
+    for i, first in enumerate(spans):
+        for second in spans[i + 1:]:
+            if not any(a[0] != b[0] or a[2] <= b[1] or b[2] <= a[1] for a in first for b in second):
+                return True
+    return False
+
+
+def _occurrences(value: str, sources: Sequence[str]) -> list[tuple[int, int, int]]:
+    """(source index, start, end) of every occurrence of `value`, overlapping ones included."""
+    found = []
+    for index, source in enumerate(sources):
+        start = source.find(value)
+        while start >= 0:
+            found.append((index, start, start + len(value)))
+            start = source.find(value, start + 1)
+    return found
+
+
 def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int,
                  copied: Mapping[str, Mapping[str, bool]] | None = None) -> str:
     """Lark grammar for one call to any tool in `catalog`, ended by the token `close_token`.

@@ -64,6 +64,9 @@ def stream_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
             continue
         held.append(token)
         if not guide.active:  # this token closed the call
+            if guide.invented:  # dropped: the reply starts over, in prose
+                held.clear()
+                continue
             if guide.repeated:
                 return
             yield from held
@@ -105,6 +108,11 @@ def _guided_tokens(model: StepModel, prompt_tokens: list[int], max_tokens: int,
                 guide.observe(token)
             yield token
         produced += len(step)
+        if guide is not None and guide.invented:  # a call that invents a value: ask instead
+            guide.invented = False
+            guide.withdraw_call()
+            logits, produced = model.prefill(prompt_tokens), 0
+            continue
         if produced < hard_limit:  # the last token's logits would never be read
             logits = model.extend(step)
 

@@ -10,7 +10,10 @@ The guide also weighs against stopping early, which a tiny model does far more o
 on too long: against ending a copied value (`COPY_CLOSE_PENALTY`: "Good luck" of "Good luck with
 your exam"), and against ending the arguments where the grammar still allows another one
 (`OMIT_PENALTY`: search_hotels without the nights the user said). The grammar already leaves out
-every number, time and date argument the conversation gives no value for.
+every number, time and date argument the conversation gives no value for. A call that opens the
+reply and reads two of its copied values from the same words ("帮我发条消息：下午2:55见" -> to="下午",
+text="下午2:55见") invents one of them: the loop drops it and the reply starts over in prose, so the
+model asks for the value.
 
 llguidance computes the token masks (a Rust Earley parser over the tokenizer's trie, well
 under a millisecond per token for our 6,400-token vocabulary).
@@ -28,7 +31,8 @@ import numpy as np
 
 from fnedge.catalog import Catalog
 from fnedge.errors import FnedgeError
-from fnedge.runtime.call_grammar import call_grammar, callable_tools, copied_fields, said_optional_arguments
+from fnedge.runtime.call_grammar import (call_grammar, callable_tools, copied_fields, overlapping_copies,
+                                         said_optional_arguments)
 
 # Logit taken off the tokens that close a copied value, where the grammar lets the copy go on.
 # The built-in model stops copies short far more often than it runs them long; on its own
@@ -91,6 +95,7 @@ class GuideFactory:
         guide.every_tool_grammar = every_tool
         guide.copied = copied_fields(catalog, sources, copied)
         guide.said_optional = {tool.name: said_optional_arguments(tool, sources) for tool in catalog.tools}
+        guide.sources = [t for t in dict.fromkeys(sources) if t]
         return guide
 
 
@@ -112,6 +117,10 @@ class CallGuide:
         self.overrun = 0  # tokens a call open at the token limit may still take to close
         self.every_tool_grammar: str | None = None  # the call grammar without the callability filter
         self.repeated = False  # the last call to close was identical to an earlier one
+        # The call that just closed opened the reply and read two copied values from the same
+        # words (`overlapping_copies`): the loop drops it and starts the reply over, in prose.
+        self.invented = False
+        self.sources: list[str] = []
         self.copied: dict[str, set[str]] = {}  # {tool: fields held to a copy}: where the close penalty applies
         self.said_optional: dict[str, set[str]] = {}  # {tool: optional fields the user gave a value for}
         self.close_penalty = COPY_CLOSE_PENALTY
@@ -119,6 +128,7 @@ class CallGuide:
         self._call: list[int] = []
         self._call_bytes = bytearray()
         self._closed_calls: set[tuple[int, ...]] = set()
+        self._call_opens_reply = False
         prose_forbidden = factory.prose_forbidden
         if tool_choice == "none":
             prose_forbidden = np.append(prose_forbidden, factory.open_id)
@@ -147,9 +157,11 @@ class CallGuide:
 
     def observe(self, token: int) -> None:
         """Record a token the loop emitted (sampled or forced)."""
+        opens_reply = not self.started
         self.started = True
         if not self.active:
             if token == self.factory.open_id:
+                self._call_opens_reply = opens_reply
                 self.matcher.reset()
                 self.active = True
                 self._call = []
@@ -164,6 +176,7 @@ class CallGuide:
             call = tuple(self._call)
             self.repeated = call in self._closed_calls
             self._closed_calls.add(call)
+            self.invented = self._call_opens_reply and self.tool_choice == "auto" and self._invents_a_copy()
 
     def forced(self) -> list[int]:
         """Tokens the grammar allows no alternative to, right now (empty outside a call)."""
@@ -192,6 +205,15 @@ class CallGuide:
                 and np.isfinite(masked[self.factory.next_tokens[in_string]]).any():
             masked[self.factory.end_tokens[in_string]] -= self.omit_penalty
         return masked
+
+    def _invents_a_copy(self) -> bool:
+        text = self._call_bytes.decode("utf-8", errors="ignore")
+        try:
+            call = json.loads(text[: text.rfind("}") + 1])
+            fields = self.copied.get(call["name"], set())
+            return overlapping_copies(call["arguments"], fields, self.sources)
+        except (ValueError, KeyError, TypeError):
+            return False
 
     def _said_but_unwritten(self, call_text: str) -> bool:
         """Whether the call's tool has an optional argument the user gave a value for, not yet written."""
