@@ -216,6 +216,21 @@ def test_every_training_call_is_to_a_callable_tool():
     assert checked > 300
 
 
+def test_a_required_date_is_unsaid_when_no_day_is_named_in_any_form():
+    from fnedge.runtime.call_grammar import callable_tools
+    from fnedge.runtime.grounding import says_a_day
+
+    named = ["明儿个下午开会", "dinner fri at 7", "下周三之前交", "后儿9 AM", "2025-08-20 15:30", "book club 2moro",
+             "team meeting tomrorow night", "lunch this afternon", "周末去爬山", "15号开会", "March 3rd"]
+    assert all(says_a_day([text]) for text in named), [t for t in named if not says_a_day([t])]
+    assert not any(says_a_day([text]) for text in ["schedule design review", "Schedule weekly sync", "this meeting",
+                                                   "sunny and warm", "下午三点开会"])
+    catalog = load_catalog(None)
+    assert "create_event" not in callable_tools(catalog, ["schedule design review at 3pm"]).names  # which day?
+    assert "create_event" in callable_tools(catalog, ["schedule design review tomorrow at 3pm"]).names
+    assert "get_weather" in callable_tools(catalog, ["weather in Oslo"]).names  # an optional date: today
+
+
 class PrefersAlarm(TokenizerStepModel):
     """A stand-in model that always wants set_alarm: it opens a call, names set_alarm, and
     otherwise writes "?" and stops."""

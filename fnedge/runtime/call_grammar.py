@@ -24,7 +24,8 @@ from typing import Any
 
 from fnedge.catalog import Catalog, Tool
 from fnedge.chat_format import TEXT_REFERENCE
-from fnedge.runtime.grounding import expression_operands, field_kind, grounded_values, mentioned_dates
+from fnedge.runtime.grounding import (expression_operands, field_kind, grounded_values, mentioned_dates,
+                                      says_a_day)
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
 # play, as the user said it", "The id from a search_hotels result": the catalog's own words for
@@ -106,9 +107,16 @@ def _chunks(source: str) -> list[str]:
 
 def unsaid_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
     """Number, time and date arguments the conversation gives no value for: the model may not
-    invent one (an optional one is left out; a tool that requires one cannot be called)."""
-    return {key for key, prop in tool.properties.items()
-            if field_kind(prop) in ("number", "time", "date") and grounded_values(prop, sources) is None}
+    invent one (an optional one is left out; a tool that requires one cannot be called). A
+    required date counts as unsaid when no day is named at all, though its keywords stay offered."""
+    unsaid = set()
+    for key, prop in tool.properties.items():
+        kind = field_kind(prop)
+        if kind in ("number", "time", "date") and grounded_values(prop, sources) is None:
+            unsaid.add(key)
+        elif kind == "date" and key in tool.required and not says_a_day(sources):
+            unsaid.add(key)
+    return unsaid
 
 
 def said_optional_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:

@@ -15,6 +15,7 @@ Where a reading is ambiguous ("7点", "seven thirty"), every reading is offered.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import re
 import unicodedata
@@ -388,6 +389,40 @@ def mentioned_dates(texts: Sequence[str]) -> tuple[list[str], list[str]]:
             add(match.group(3), _month(match.group(2)), int(match.group(1)))
     yearless = [d for d in yearless if not any(f.endswith(d) for f in full)]
     return _unique(full), _unique(yearless)
+
+
+# Ways of naming a day besides a date: relative words (with the colloquial and misspelt forms
+# people type), weekdays, a week or a month. Date keywords ("today, tomorrow") are always
+# offered for a date argument, so this decides only whether a *required* date was said at all:
+# "schedule a design review" names no day, and the model should ask which.
+_DAY_WORDS = re.compile(
+    r"今天|今日|今晚|今早|今夜|今儿|明天|明日|明早|明晚|明儿|名天|后天|后儿|"
+    r"周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜[一二三四五六日天]|[这本下][个]?[周月]|月[底初中]|\d+\s*号|"
+    r"\b(?:today|tonight|tonite|tomorrow|tmrw|tmr|tmw|2moro|2morrow|tomorow|tommorow|tommorrow|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thurs|fri|sat|"
+    r"weekend|week|month|this (?:morning|afternoon|evening))\b",
+    re.IGNORECASE)
+
+
+_DAY_NAMES = ("today", "tonight", "tomorrow", "monday", "tuesday", "wednesday", "thursday", "friday",
+              "saturday", "sunday", "weekend")
+_PARTS_OF_TODAY = ("morning", "afternoon", "evening")  # after "this"
+
+
+def says_a_day(texts: Sequence[str]) -> bool:
+    """Whether the texts name a day in any way: a date, one of `_DAY_WORDS`, or a misspelt day
+    name ("tomrorow", "toady": the same first letter, and at least 80% alike)."""
+    full, yearless = mentioned_dates(texts)
+    if full or yearless or any(_DAY_WORDS.search(normalized(t)) for t in texts):
+        return True
+    def alike(word: str, name: str) -> bool:
+        return word[0] == name[0] and difflib.SequenceMatcher(None, word, name).ratio() >= 0.8
+
+    texts = [normalized(t) for t in texts]
+    words = {w for t in texts for w in re.findall(r"[a-z]{4,}", t)}
+    parts = {w for t in texts for w in re.findall(r"\bthis ([a-z]{4,})", t)}
+    return (any(alike(w, n) for w in words for n in _DAY_NAMES)
+            or any(alike(w, n) for w in parts for n in _PARTS_OF_TODAY))
 
 
 # ---- what a property may take --------------------------------------------------------------------
