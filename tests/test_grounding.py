@@ -315,8 +315,12 @@ def test_an_expression_may_only_use_the_numbers_said_each_once_in_order(guide_fa
     assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "250/250"})  # one number twice
     said = ["9减4的差乘以12再加3"]
     assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "(9-4)*12+3"})
-    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12%"})
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12"})  # grouping is the model's
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12%"})  # no percent said
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9/4*12+3"})  # no division said
     assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-12*4"})  # out of order
+    assert _accepts(guide_factory, catalog, ["1321的10%多少"], "calculate", {"expression": "1321*10%"})
+    assert not _accepts(guide_factory, catalog, ["3993 minus eighty-five"], "calculate", {"expression": "3993*85"})
     assert _accepts(guide_factory, catalog, ["calculate something"], "calculate", {"expression": "2+2"})  # none said: free
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from fnedge.catalog import Catalog, Tool
 from fnedge.chat_format import TEXT_REFERENCE
 from fnedge.runtime.grounding import (expression_operands, field_kind, grounded_values, mentioned_dates,
-                                      says_a_day)
+                                      said_operators, says_a_day)
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
 # play, as the user said it", "The id from a search_hotels result": the catalog's own words for
@@ -154,7 +154,7 @@ def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[s
         lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
         operands = expression_operands(sources) if field_kind(tool.properties[key]) == "expression" else []
         if operands:
-            lines += _expression_rules(value, operands)
+            lines += _expression_rules(value, operands, said_operators(sources))
         else:
             lines.append(f"{value}: {_value(tool.properties[key], sources, copied.get(key))}")
         members.append(member)
@@ -195,28 +195,31 @@ def _value(prop: dict[str, Any], sources: Sequence[str], copied_with_reference: 
 _MOST_OPERANDS = 8  # more numbers than this in a conversation: operands from any of them, in any order
 
 
-def _expression_rules(rule: str, operands: Sequence[str]) -> list[str]:
+def _expression_rules(rule: str, operands: Sequence[str], operators: Sequence[str] = "+-*/%") -> list[str]:
     """An arithmetic expression string over the numbers the conversation said (`operands`, in
     the order said), in the layout training wrote (no spaces): each number used at most once, in
     the order said or its reverse ("15减8再乘72" -> (15-8)*72; "15% of 80" -> 80*15%), joined by
     + - * / with an optional % after a number and parentheses around a run of them. The model
     still picks the numbers and operators; it can no longer write a number nobody said, or one
-    twice, which is what it did with nearly every expression."""
-    lines = [f'{rule}: "\\"" ({rule}_f | {rule}_b) "\\""', f'{rule}_op: "+" | "-" | "*" | "/"']
+    twice, which is what it did with nearly every expression. `operators`: those the conversation
+    says (`grounding.said_operators`): "3993 minus eighty-five" allows only -, so not 3993*85."""
+    joining = " | ".join(_literal(op) for op in operators if op != "%")
+    percent = ' "%"?' if "%" in operators else ""
+    lines = [f'{rule}: "\\"" ({rule}_f | {rule}_b) "\\""', f'{rule}_op: {joining}']
     if len(operands) > _MOST_OPERANDS:
         numbers = " | ".join(_literal(n) for n in dict.fromkeys(operands))
-        term = f'{rule}_t: ({numbers}) "%"? | "(" {rule}_f ")"'
+        term = f'{rule}_t: ({numbers}){percent} | "(" {rule}_f ")"'
         return lines + [term, f"{rule}_f: {rule}_t ({rule}_op {rule}_t)*", f"{rule}_b: {rule}_f"]
     for direction, ordered in (("f", list(operands)), ("b", list(reversed(operands)))):
-        lines += _ordered_expression(f"{rule}_{direction}", ordered, f"{rule}_op")
+        lines += _ordered_expression(f"{rule}_{direction}", ordered, f"{rule}_op", percent)
     return lines
 
 
-def _ordered_expression(rule: str, operands: Sequence[str], op: str) -> list[str]:
+def _ordered_expression(rule: str, operands: Sequence[str], op: str, percent: str) -> list[str]:
     """`rule`: an expression over a subsequence of `operands`, kept in order. {rule}_e{i} starts at
     operand i; {rule}_g{i}_{k} is a parenthesis' content, from operand i to operand k."""
     n = len(operands)
-    number = [f'{_literal(said)} "%"?' for said in operands]
+    number = [f'{_literal(said)}{percent}' for said in operands]
     lines = [f"{rule}: " + " | ".join(f"{rule}_e{i}" for i in range(n))]
     for i in range(n):
         for k in range(i, n):

@@ -178,6 +178,28 @@ def expression_operands(texts: Sequence[str]) -> list[str]:
     return operands
 
 
+# How people say each operator. "-" counts only between digits or spaces ("twenty-one" is one
+# number), "x" only as a word or between digits; a percentage is taken of something, so it
+# allows "*" too.
+_OPERATOR_WORDS = {
+    "+": re.compile(r"\+|\bplus\b|\badd|\band\b|\bsum\b|\btotal|加|和"),
+    "-": re.compile(r"(?<=[\d\s)])-(?=[\s\d(])|−|\bminus\b|\btake away|\bsubtract|\bless\b|\bdifference|减|差"),
+    "*": re.compile(r"\*|×|(?<=\d)x(?=\d)|\bx\b|\btimes\b|\bmultipl|\bproduct|乘"),
+    "/": re.compile(r"/|÷|\bdivided|\bover\b|\bdivide|除"),
+    "%": re.compile(r"%|\bpercent|百分之"),
+}
+
+
+def said_operators(texts: Sequence[str]) -> list[str]:
+    """The operators (+ - * / %) the texts say in symbols or words, in that order; all of them
+    when none is said ("3 and 4 together"), so the grammar never forbids what nobody excluded."""
+    text = " ".join(normalized(t) for t in texts)
+    said = [op for op, pattern in _OPERATOR_WORDS.items() if pattern.search(text)]
+    if "%" in said and "*" not in said:
+        said.append("*")
+    return [op for op in _OPERATOR_WORDS if op in said] if set(said) - {"%"} else list(_OPERATOR_WORDS)
+
+
 # ---- clock times -------------------------------------------------------------------------------
 
 _HOUR = r"(\d{1,2}|[零〇一二两兩三四五六七八九十]{1,3})"
