@@ -194,10 +194,10 @@ def said_operators(texts: Sequence[str]) -> list[str]:
     """The operators (+ - * / %) the texts say in symbols or words, in that order; all of them
     when none is said ("3 and 4 together"), so the grammar never forbids what nobody excluded."""
     text = " ".join(normalized(t) for t in texts)
-    said = [op for op, pattern in _OPERATOR_WORDS.items() if pattern.search(text)]
-    if "%" in said and "*" not in said:
-        said.append("*")
-    return [op for op in _OPERATOR_WORDS if op in said] if set(said) - {"%"} else list(_OPERATOR_WORDS)
+    said = {op for op, pattern in _OPERATOR_WORDS.items() if pattern.search(text)}
+    if "%" in said:
+        said.add("*")
+    return [op for op in _OPERATOR_WORDS if op in said] or list(_OPERATOR_WORDS)
 
 
 # ---- clock times -------------------------------------------------------------------------------
@@ -420,12 +420,10 @@ def mentioned_dates(texts: Sequence[str]) -> tuple[list[str], list[str]]:
 _DAY_WORDS = re.compile(
     r"今天|今日|今晚|今早|今夜|今儿|明天|明日|明早|明晚|明儿|名天|后天|后儿|"
     r"周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜[一二三四五六日天]|[这本下][个]?[周月]|月[底初中]|\d+\s*号|"
-    r"\b(?:today|tonight|tonite|tomorrow|tmrw|tmr|tmw|2moro|2morrow|tomorow|tommorow|tommorrow|"
+    r"\b(?:today|tonight|tonite|tomorrow|tmrw|tmr|tmw|2moro|2morrow|"
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thurs|fri|sat|"
     r"weekend|week|month|this (?:morning|afternoon|evening))\b",
     re.IGNORECASE)
-
-
 _DAY_NAMES = ("today", "tonight", "tomorrow", "monday", "tuesday", "wednesday", "thursday", "friday",
               "saturday", "sunday", "weekend")
 _PARTS_OF_TODAY = ("morning", "afternoon", "evening")  # after "this"
@@ -435,16 +433,17 @@ def says_a_day(texts: Sequence[str]) -> bool:
     """Whether the texts name a day in any way: a date, one of `_DAY_WORDS`, or a misspelt day
     name ("tomrorow", "toady": the same first letter, and at least 80% alike)."""
     full, yearless = mentioned_dates(texts)
-    if full or yearless or any(_DAY_WORDS.search(normalized(t)) for t in texts):
-        return True
-    def alike(word: str, name: str) -> bool:
-        return word[0] == name[0] and difflib.SequenceMatcher(None, word, name).ratio() >= 0.8
-
     texts = [normalized(t) for t in texts]
+    if full or yearless or any(_DAY_WORDS.search(t) for t in texts):
+        return True
     words = {w for t in texts for w in re.findall(r"[a-z]{4,}", t)}
     parts = {w for t in texts for w in re.findall(r"\bthis ([a-z]{4,})", t)}
-    return (any(alike(w, n) for w in words for n in _DAY_NAMES)
-            or any(alike(w, n) for w in parts for n in _PARTS_OF_TODAY))
+    return (any(_alike(w, n) for w in words for n in _DAY_NAMES)
+            or any(_alike(w, n) for w in parts for n in _PARTS_OF_TODAY))
+
+
+def _alike(word: str, name: str) -> bool:
+    return word[0] == name[0] and difflib.SequenceMatcher(None, word, name).ratio() >= 0.8
 
 
 # ---- what a property may take --------------------------------------------------------------------

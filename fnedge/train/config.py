@@ -159,7 +159,7 @@ class TrainConfig:
     epochs: float = 1.0
     lr: float = 2e-3
     context_loss_weight: float = 0.3   # weight of the next-token loss on non-reply tokens (user turns, tool results)
-    call_loss_weight: float = 1.0      # weight of reply tokens inside a <tool_call> block (names, argument values)
+    call_loss_weight: float = 1.0      # weight of each reply's first token and of the tokens inside a <tool_call>
     min_lr_ratio: float = 0.1
     warmup_steps: int = 150
     weight_decay: float = 0.1

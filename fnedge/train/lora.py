@@ -42,8 +42,8 @@ from fnedge.io import write_json_atomic
 from fnedge.train.bases import Base, load_base
 from fnedge.train.config import LoraSettings, TrainConfig
 from fnedge.train.qlora import float_base_with_adapter, quantize_base
-from fnedge.train.trainer import (RunState, call_marker_ids, encode_splits, evaluate_loss, fit, loss_text, make_optimizer, open_run,
-                                  publish_model, run_locked, stage_model, training_record)
+from fnedge.train.trainer import (RunState, call_marker_ids, encode_splits, evaluate_loss, fit, loss_text,
+                                  make_optimizer, open_run, publish_model, run_locked, stage_model, training_record)
 
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24

@@ -57,8 +57,8 @@ from fnedge.errors import FnedgeError
 from fnedge.io import write_json_atomic
 from fnedge.train.bases import load_base
 from fnedge.train.config import TrainConfig
-from fnedge.train.trainer import (call_marker_ids, encode_splits, evaluate_loss, fit, loss_text, make_optimizer, open_run,
-                                  publish_model, run_locked, stage_model, training_record)
+from fnedge.train.trainer import (call_marker_ids, encode_splits, evaluate_loss, fit, loss_text, make_optimizer,
+                                  open_run, publish_model, run_locked, stage_model, training_record)
 
 Q4_0_BLOCK = 32
 
