@@ -143,5 +143,8 @@ def test_call_loss_weight_weighs_each_replys_first_token_and_the_tokens_inside_a
     # <tool_call> itself and the end weigh 1, the prompt 0 (context weight 0), padding 0.
     weights = torch.tensor([0, 0, 3, 1, 3, 3, 3, 1, 0], dtype=torch.float)
     assert torch.allclose(weighted, (per_token * weights).sum() / weights.sum(), atol=1e-5)
-    with pytest.raises(FnedgeError, match="call_loss_weight"):
-        TrainConfig.from_dict({"call_loss_weight": 0})
+    for bad in (0, -1, True, "2"):
+        with pytest.raises(FnedgeError, match="'call_loss_weight' must be a positive number"):
+            TrainConfig.from_dict({"call_loss_weight": bad})
+    with pytest.raises(FnedgeError, match="'context_loss_weight' must be a number from 0 to 1"):
+        TrainConfig.from_dict({"context_loss_weight": True})

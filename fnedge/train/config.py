@@ -226,9 +226,9 @@ class TrainConfig:
                 raise FnedgeError(f"{source}: '{name}' must be a positive integer")
         if not (self.epochs > 0 and self.lr > 0):
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
-        if not (isinstance(self.context_loss_weight, (int, float)) and 0 <= self.context_loss_weight <= 1):
+        if not (_is_number(self.context_loss_weight) and 0 <= self.context_loss_weight <= 1):
             raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
-        if not (isinstance(self.call_loss_weight, (int, float)) and self.call_loss_weight > 0):
+        if not (_is_number(self.call_loss_weight) and self.call_loss_weight > 0):
             raise FnedgeError(f"{source}: 'call_loss_weight' must be a positive number")
         if self.save_dtype not in ("float16", "float32"):
             raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
@@ -256,3 +256,8 @@ class TrainConfig:
     def save(self, path: Path) -> None:
         from fnedge.io import write_text_atomic
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float; YAML's true/false are bools, which Python also counts as ints."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
