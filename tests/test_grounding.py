@@ -63,6 +63,8 @@ def test_dates_times_and_ids_are_not_counts():
     ("midnight", ["00:00"]),
     ("set it for 1945", ["19:45"]),
     ("remind me at ten", ["10:00", "22:00"]),  # no day part: both readings
+    ("同时eight pm 提醒我去 nap", ["20:00"]),  # an hour word with am/pm
+    ("seven a.m. tomorrow", ["07:00"]),
 ])
 def test_clock_times_the_user_said(text, expected):
     assert mentioned_times([text]) == expected

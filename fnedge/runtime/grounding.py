@@ -213,6 +213,7 @@ _COMPACT = re.compile(r"(?<![\d:.\-/])([01]\d|2[0-3])([0-5]\d)(?![\d:.\-/年])")
 _AM_PM = re.compile(r"(?<![\d.:])(\d{1,2})\s*(a\.?m\.?|p\.?m\.?)(?![a-z])")
 _EN_HOUR_WORD = "|".join(sorted([w for w, v in _EN_SMALL.items() if 1 <= v <= 12], key=len, reverse=True))
 _EN_HOUR = rf"(\d{{1,2}}|{_EN_HOUR_WORD})"
+_AM_PM_WORD = re.compile(rf"\b({_EN_HOUR_WORD})\s*(a\.?m\.?|p\.?m\.?)(?![a-z])")  # "eight pm"
 _EN_MINUTE_WORD = ("(?:(?:twenty|thirty|forty|fifty)(?:[\\s-](?:one|two|three|four|five|six|seven|eight|nine))?|"
                    + "|".join(sorted((w for w, v in _EN_SMALL.items() if v), key=len, reverse=True)) + ")")
 _EN_PAST = re.compile(rf"\b(half|(?:a\s+)?quarter|{_EN_MINUTE_WORD}|\d{{1,2}})\s+(?:minutes?\s+)?"
@@ -306,6 +307,11 @@ def mentioned_times(texts: Sequence[str]) -> list[str]:
                 found.append((int(match.group(1)), int(match.group(2))))
         for match in _AM_PM.finditer(text):
             found += _readings(int(match.group(1)), 0, "am" if match.group(2).startswith("a") else "pm")
+        for match in _AM_PM_WORD.finditer(text):
+            before = re.search(r"([a-z]+)[\s-]*$", text[: match.start()])
+            if before and (before.group(1) in _EN_SMALL or before.group(1) in _EN_TENS):
+                continue  # the minutes of "nine forty-five pm", read below
+            found += _readings(_number_word(match.group(1)), 0, "am" if match.group(2).startswith("a") else "pm")
         for match in _ZH_TIME.finditer(text):
             if text.startswith("差", match.end()):
                 continue  # "八点差一刻": read below
