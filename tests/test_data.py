@@ -236,7 +236,8 @@ def test_bad_hints_name_the_tool_and_template():
 def test_user_hints_extend_the_builtin_ones():
     hints = {"tools": {"get_weather": {"templates": [{"en": ["yo what's up with the sky over {city}"]}]}}}
     config = DataConfig(ratios={"single_call": 1.0})
-    records = generate_dataset(n=1500, seed=2, hints=hints, config=config)
+    weather_only = parse_catalog(load_catalog().to_openai()[:1], source="weather.json")
+    records = generate_dataset(weather_only, n=1500, seed=2, hints=hints, config=config)
     assert any("sky over" in r["messages"][0]["content"] for r in records)
     assert any("weather" in r["messages"][0]["content"].lower() for r in records)
 
@@ -688,3 +689,34 @@ def test_held_out_conversations_become_cases_their_own_replies_pass(tmp_path):
             {"function": {"name": "control_light", "arguments": "{room: kitchen"}}]}]}) + "\n")
     result = CliRunner().invoke(data_app, ["cases", str(broken), "--out", str(out)])
     assert result.exit_code != 0 and "r1: the arguments of its control_light call are not JSON" in str(result.exception)
+
+
+def test_tool_weights_give_a_tool_more_of_the_samples_that_pick_one_tool():
+    def weather_share(config: DataConfig) -> float:
+        records = generate_dataset(n=600, seed=3, config=config)
+        return sum(r["tools"] == ["get_weather"] for r in records) / len(records)
+
+    uniform = weather_share(DataConfig(ratios={"single_call": 1.0}))
+    weighted = weather_share(DataConfig(ratios={"single_call": 1.0}, tool_weights={"get_weather": 4.0}))
+    assert uniform < 0.15 and weighted > 2 * uniform  # 1/12 against 4/15 of the picks
+    with pytest.raises(FnedgeError, match=r"unknown tool\(s\) \['get_wether'\]"):
+        generate_dataset(n=10, config=DataConfig(tool_weights={"get_wether": 2}))
+    with pytest.raises(FnedgeError, match="weight of 'get_weather' must be a positive number, not 0"):
+        generate_dataset(n=10, config=DataConfig(tool_weights={"get_weather": 0}))
+
+
+def test_longer_text_share_makes_free_texts_say_more_than_one_pool_item():
+    def message_texts(share: float) -> list[str]:
+        config = DataConfig(ratios={"single_call": 1.0}, longer_text_share=share)
+        records = generate_dataset(n=800, seed=4, config=config)
+        return [json.loads(c["function"]["arguments"])["text"] for r in records
+                for c in r["messages"][-1].get("tool_calls") or [] if c["function"]["name"] == "send_message"]
+
+    pool = set(load_hints().pools["message_texts_en"]) | set(load_hints().pools["message_texts_zh"])
+    plain, longer = message_texts(0.0), message_texts(1.0)
+    assert plain and longer
+    # Without the share a pool text is said whole or not at all; with it, a pool text starts or
+    # ends a longer one (joined with another, or with a head or a tail).
+    assert not any(t not in pool and any(t.startswith(p) or t.endswith(p) for p in pool) for t in plain)
+    extended = [t for t in longer if t not in pool and any(t.startswith(p) or t.endswith(p) for p in pool)]
+    assert len(extended) > len(longer) / 3

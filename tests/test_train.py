@@ -49,6 +49,8 @@ def test_bad_config_is_named(tmp_path):
     path.write_text("preset: fc-nano\nbatchsize: 3\n")
     with pytest.raises(FnedgeError, match=r"c.yaml: unknown training setting\(s\) \['batchsize'\]"):
         TrainConfig.load(path)
+    with pytest.raises(FnedgeError, match="'tool_weights' must map tool names to weights"):
+        TrainConfig.from_dict({"tool_weights": ["add_todo"]})
 
 
 def _cli_train(out, config_path):

@@ -36,6 +36,7 @@ class FillContext:
     param: str = ""
     schema: dict[str, Any] = field(default_factory=dict)
     variant: str | None = None
+    longer_text_share: float = 0.0  # DataConfig.longer_text_share
 
     def pick(self, pool: str) -> Any:
         return self.rng.choice(self.pools[pool])
@@ -390,11 +391,46 @@ def _say_operand(x: float, ctx: FillContext, style: float) -> str:
 
 # ---- text values ----------------------------------------------------------------------------
 
+# Heads and tails a free text may take (not pools: a pool's characters also feed novel values).
+_TEXT_HEADS_ZH = ["明天", "今晚", "周末", "下周一", "到时候", "这次", "待会儿", "晚上", "一会儿", "后天",
+                  "周五的聚餐", "下午的会", "明早", "月底之前", "开完会", "下班以后", "放假的时候", "上次说的事"]
+_TEXT_TAILS_ZH = ["，别忘了", "，到时候见", "，在老地方", "，越快越好", "，等你回复", "，辛苦了", "，我在门口",
+                  "，明天再说", "，记得回电话", "的事情", "，不用等我", "，先这样", "，晚上聊", "，我已经出发了"]
+_TEXT_HEADS_EN = ["tomorrow", "tonight", "by the way", "also", "honestly", "this weekend", "after the meeting",
+                  "on Friday", "just so you know", "before lunch", "quick update:", "heads up,"]
+_TEXT_TAILS_EN = ["with your exam", "with the interview", "for the weekend", "on Sunday", "at the station",
+                  "before dinner", "after work", "for the kids", "tonight", "if you can", "when you get a chance",
+                  "as soon as possible", "right now", "this time", "again", "by Friday", "with mom",
+                  "at the party", "in the morning", "and the rest of the team", "from all of us", "on the way back"]
+_TITLE_HEADS_ZH = ["跟{contact}", "和{contact}一起", "去{city}", "陪{contact}", "给{contact}"]
+_TITLE_TAILS_EN = ["with {contact}", "at the office", "for the team", "prep", "follow-up", "in {city}", "part 2",
+                   "with the client"]
+
+
+def _longer(ctx: FillContext, text: str, pool: str) -> str:
+    """`text`, sometimes (`longer_text_share`) extended by another item of `pool`, a head or a tail:
+    a free text that says more than one pool item ("good luck" + "with your exam")."""
+    rng, lang = ctx.rng, ctx.value_lang
+    if not ctx.longer_text_share or rng.random() >= ctx.longer_text_share:
+        return text
+    way = rng.random()
+    if way < 0.35:
+        other = ctx.pick(pool)
+        if other == text:
+            return text
+        joiner = rng.choice(["，", "，", "；", ""]) if lang == "zh" else rng.choice([", ", " and ", "; ", ". "])
+        return text + joiner + (other if lang == "zh" else other[0].lower() + other[1:])
+    if way < 0.65:
+        head = rng.choice(_TEXT_HEADS_ZH if lang == "zh" else _TEXT_HEADS_EN)
+        return head + text if lang == "zh" else f"{head} {text[0].lower() + text[1:]}"
+    tail = rng.choice(_TEXT_TAILS_ZH if lang == "zh" else _TEXT_TAILS_EN)
+    return text + tail if lang == "zh" else f"{text} {tail}"
+
 @filler("message_text")
 def fill_message_text(ctx: FillContext) -> Filled:
     rng = ctx.rng
     if rng.random() < 0.75:
-        text = ctx.pick(f"message_texts_{ctx.value_lang}")
+        text = _longer(ctx, ctx.pick(f"message_texts_{ctx.value_lang}"), f"message_texts_{ctx.value_lang}")
     elif ctx.value_lang == "zh":
         text = rng.choice(["我{t}到{place}", "{t}在{place}见", "记得{d}前交{thing}", "{thing}放在{place}了",
                            "我们{t}出发"]).format(
@@ -413,9 +449,9 @@ def fill_short_text(ctx: FillContext) -> Filled:
     rng = ctx.rng
     r = rng.random()
     if r < 0.4:
-        text = ctx.pick(f"message_texts_{ctx.value_lang}")
+        text = _longer(ctx, ctx.pick(f"message_texts_{ctx.value_lang}"), f"message_texts_{ctx.value_lang}")
     elif r < 0.7:
-        text = ctx.pick(f"phrases_{ctx.value_lang}")
+        text = _longer(ctx, ctx.pick(f"phrases_{ctx.value_lang}"), f"phrases_{ctx.value_lang}")
     else:
         items = rng.sample(ctx.pools[f"list_items_{ctx.value_lang}"], rng.randint(2, 4))
         text = ("买" if ctx.value_lang == "zh" else "buy ") + ("、".join(items) if ctx.value_lang == "zh" else ", ".join(items))
@@ -435,7 +471,8 @@ def fill_translate_text(ctx: FillContext) -> Filled:
         source = "en" if source == "zh" else "zh"
     ctx.state["text_lang"] = source
     if rng.random() < 0.75:
-        text = ctx.pick(f"phrases_{source}")
+        in_source = FillContext(rng, ctx.lang, source, ctx.pools, {}, longer_text_share=ctx.longer_text_share)
+        text = _longer(in_source, ctx.pick(f"phrases_{source}"), f"phrases_{source}")
     elif source == "zh":
         text = rng.choice(["我想去{city}", "我明天去{city}", "请给我{item}", "{item}多少钱", "我在找{item}"]).format(
             city=ctx.pick("cities_world_zh"), item=ctx.pick("phrase_items_zh"))
@@ -486,6 +523,12 @@ def fill_event_title(ctx: FillContext) -> Filled:
     rng, lang = ctx.rng, ctx.value_lang
     if rng.random() < 0.75:
         title = ctx.pick(f"event_titles_{lang}")
+        if ctx.longer_text_share and rng.random() < ctx.longer_text_share:  # more than a pool item
+            sub = FillContext(rng, lang, lang, ctx.pools, {})
+            if lang == "zh":
+                title = rng.choice(_TITLE_HEADS_ZH).format(contact=fill_contact(sub).value, city=fill_city(sub).value) + title
+            else:
+                title += " " + rng.choice(_TITLE_TAILS_EN).format(contact=fill_contact(sub).value, city=fill_city(sub).value)
     else:
         sub = FillContext(rng, lang, lang, ctx.pools, {})
         title = ctx.pick(f"event_title_patterns_{lang}").format(

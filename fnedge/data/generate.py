@@ -73,6 +73,7 @@ def generate_dataset(catalog: Catalog | None = None, n: int = 20000, seed: int =
         raise FnedgeError(f"n must be >= 0, got {n}")
     catalog = catalog if catalog is not None else load_catalog()
     config = config or DataConfig()
+    config.check_tool_weights(list(catalog.names))
     report = report if report is not None else GenerationReport()
     hint_set = hints if isinstance(hints, HintSet) else load_hints(hints)
     with warnings.catch_warnings(record=True) as caught:

@@ -73,7 +73,8 @@ class Context:
               preset: dict[str, Filled] | None = None, state: dict[str, Any] | None = None,
               noise: Noise | None = None) -> Utterance:
         noise = noise or (self.light_noise if light else self.noise)
-        return make_utterance(plan, template, mode, self.rng, self.pools, self.chat, noise, preset, fl.FILLERS, state)
+        return make_utterance(plan, template, mode, self.rng, self.pools, self.chat, noise, preset, fl.FILLERS, state,
+                              self.config.longer_text_share)
 
 
 def scaled_noise(scale: float, polite: bool = True) -> Noise:
@@ -129,7 +130,12 @@ def choose_template(ctx: Context, plan: ToolPlan, mode: str, complete: bool = Tr
 
 def choose_plan(ctx: Context, usable: Callable[[ToolPlan], bool] = lambda p: True) -> ToolPlan | None:
     plans = [p for p in ctx.plans.values() if usable(p)]
-    return ctx.rng.choice(plans) if plans else None
+    if not plans:
+        return None
+    weights = ctx.config.tool_weights
+    if not weights:
+        return ctx.rng.choice(plans)
+    return ctx.rng.choices(plans, weights=[weights.get(p.name, 1.0) for p in plans])[0]
 
 
 def capabilities(ctx: Context, lang: str) -> str:
@@ -203,8 +209,9 @@ def parallel_call(ctx: Context) -> Sample | None:
                   capitalize=0, typo=ctx.noise.typo, zh_space=ctx.noise.zh_space, full_width=ctx.noise.full_width,
                   zh_typo=ctx.noise.zh_typo, zh_drop=ctx.noise.zh_drop, particle=0, slang=ctx.noise.slang,
                   no_commas=0)
-    u1 = make_utterance(first, t1, mode, rng, ctx.pools, ctx.chat, quiet)
-    u2 = make_utterance(second, t2, mode, rng, ctx.pools, ctx.chat, quiet)
+    share = ctx.config.longer_text_share
+    u1 = make_utterance(first, t1, mode, rng, ctx.pools, ctx.chat, quiet, longer_text_share=share)
+    u2 = make_utterance(second, t2, mode, rng, ctx.pools, ctx.chat, quiet, longer_text_share=share)
     if _ends_with_free_text(u1) and not _ends_with_free_text(u2):
         # "tell Mom I'm late, and turn on the light" blurs where the message ends: put it last.
         first, second, t1, t2, u1, u2 = second, first, t2, t1, u2, u1

@@ -65,13 +65,14 @@ def sentence_lang(template_lang: str, mode: str) -> str:
 def make_utterance(plan: ToolPlan | None, template: Template, mode: str, rng: random.Random,
                    pools: dict[str, Any], chat: dict[str, Any], noise: Noise | None,
                    preset: dict[str, Filled] | None = None, fillers: dict[str, Any] | None = None,
-                   state: dict[str, Any] | None = None) -> Utterance:
+                   state: dict[str, Any] | None = None, longer_text_share: float = 0.0) -> Utterance:
     """Render `template` for the sample language `mode` ("zh", "en" or "mix").
 
     preset: slot values decided beforehand (the same city in a follow-up, ...).
     fillers: fillers for slots that are not parameters of `plan` (chat templates: {city}, ...).
     state: filler state of an earlier turn, so an answer continues it (a unit of the same dimension,
     a target language other than the one already used).
+    longer_text_share: DataConfig.longer_text_share, for the free-text fillers.
     """
     base = template.lang if template.lang in ("zh", "en") else ("zh" if CJK_RE.search(template.text) else "en")
     mixed = template.lang == "mix"
@@ -98,7 +99,8 @@ def make_utterance(plan: ToolPlan | None, template: Template, mode: str, rng: ra
             value_lang = rng.choice(["zh", "en"])
         elif flip[key]:
             value_lang = "en" if base == "zh" else "zh"
-        ctx = FillContext(rng, base, value_lang, pools, state, name, schema, template.variant_of(key))
+        ctx = FillContext(rng, base, value_lang, pools, state, name, schema, template.variant_of(key),
+                          longer_text_share)
         filled = filler(ctx)
         if key.endswith("#2"):
             first = values.get(name)

@@ -153,6 +153,8 @@ class TrainConfig:
     n_samples: int = 46000             # conversations generated when `data` is None
     data_seed: int = 0
     dev_fraction: float = 0.03         # held out by phrasing template and value
+    tool_weights: dict[str, float] | None = None  # generator's weight per tool (DataConfig.tool_weights)
+    longer_text_share: float = 0.0     # DataConfig.longer_text_share
     vocab_size: int = 6400
     max_tokens: int = 384              # longer conversations are dropped (and counted)
     batch_tokens: int = 2048           # padded tokens per optimizer step (small: tiny models need many steps)
@@ -230,6 +232,10 @@ class TrainConfig:
             raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
         if not (_is_number(self.call_loss_weight) and self.call_loss_weight > 0):
             raise FnedgeError(f"{source}: 'call_loss_weight' must be a positive number")
+        if not (_is_number(self.longer_text_share) and 0 <= self.longer_text_share <= 1):
+            raise FnedgeError(f"{source}: 'longer_text_share' must be a number from 0 to 1")
+        if self.tool_weights is not None and not isinstance(self.tool_weights, dict):
+            raise FnedgeError(f"{source}: 'tool_weights' must map tool names to weights, e.g. {{add_todo: 3}}")
         if self.save_dtype not in ("float16", "float32"):
             raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
         if self.precision not in ("auto", "bf16", "fp32"):

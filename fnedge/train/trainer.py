@@ -268,7 +268,7 @@ def resolve_precision(precision: str) -> str:
 
 def prepare_data(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Generate (or copy) the conversations once; later resumes reuse the same files."""
-    from fnedge.data import generate_dataset, read_jsonl, split_by_template, write_jsonl
+    from fnedge.data import DataConfig, generate_dataset, read_jsonl, split_by_template, write_jsonl
 
     data_dir = run_dir / "data"
     train_path, dev_path = data_dir / "train.jsonl", data_dir / "dev.jsonl"
@@ -281,7 +281,10 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any
         else:
             catalog = load_catalog(config.catalog)
             hints = _load_hints(config.hints)
-            records = generate_dataset(catalog, n=config.n_samples, seed=config.data_seed, hints=hints)
+            data_config = DataConfig(tool_weights=dict(config.tool_weights or {}),
+                                     longer_text_share=config.longer_text_share)
+            records = generate_dataset(catalog, n=config.n_samples, seed=config.data_seed, hints=hints,
+                                       config=data_config)
         train_records, dev_records = split_by_template(records, config.dev_fraction, config.data_seed)
         write_jsonl(dev_records, dev_path)
         write_jsonl(train_records, train_path)
