@@ -407,10 +407,11 @@ _TITLE_TAILS_EN = ["with {contact}", "at the office", "for the team", "prep", "f
                    "with the client"]
 
 
-def _longer(ctx: FillContext, text: str, pool: str) -> str:
-    """`text`, sometimes (`longer_text_share`) extended by another item of `pool`, a head or a tail:
-    a free text that says more than one pool item ("good luck" + "with your exam")."""
+def _pick_text(ctx: FillContext, pool: str) -> str:
+    """An item of `pool`, sometimes (`longer_text_share`) extended by another item, a head or a
+    tail: a free text that says more than one pool item ("good luck" + "with your exam")."""
     rng, lang = ctx.rng, ctx.value_lang
+    text = ctx.pick(pool)
     if not ctx.longer_text_share or rng.random() >= ctx.longer_text_share:
         return text
     way = rng.random()
@@ -426,11 +427,12 @@ def _longer(ctx: FillContext, text: str, pool: str) -> str:
     tail = rng.choice(_TEXT_TAILS_ZH if lang == "zh" else _TEXT_TAILS_EN)
     return text + tail if lang == "zh" else f"{text} {tail}"
 
+
 @filler("message_text")
 def fill_message_text(ctx: FillContext) -> Filled:
     rng = ctx.rng
     if rng.random() < 0.75:
-        text = _longer(ctx, ctx.pick(f"message_texts_{ctx.value_lang}"), f"message_texts_{ctx.value_lang}")
+        text = _pick_text(ctx, f"message_texts_{ctx.value_lang}")
     elif ctx.value_lang == "zh":
         text = rng.choice(["我{t}到{place}", "{t}在{place}见", "记得{d}前交{thing}", "{thing}放在{place}了",
                            "我们{t}出发"]).format(
@@ -449,9 +451,9 @@ def fill_short_text(ctx: FillContext) -> Filled:
     rng = ctx.rng
     r = rng.random()
     if r < 0.4:
-        text = _longer(ctx, ctx.pick(f"message_texts_{ctx.value_lang}"), f"message_texts_{ctx.value_lang}")
+        text = _pick_text(ctx, f"message_texts_{ctx.value_lang}")
     elif r < 0.7:
-        text = _longer(ctx, ctx.pick(f"phrases_{ctx.value_lang}"), f"phrases_{ctx.value_lang}")
+        text = _pick_text(ctx, f"phrases_{ctx.value_lang}")
     else:
         items = rng.sample(ctx.pools[f"list_items_{ctx.value_lang}"], rng.randint(2, 4))
         text = ("买" if ctx.value_lang == "zh" else "buy ") + ("、".join(items) if ctx.value_lang == "zh" else ", ".join(items))
@@ -472,7 +474,7 @@ def fill_translate_text(ctx: FillContext) -> Filled:
     ctx.state["text_lang"] = source
     if rng.random() < 0.75:
         in_source = FillContext(rng, ctx.lang, source, ctx.pools, {}, longer_text_share=ctx.longer_text_share)
-        text = _longer(in_source, ctx.pick(f"phrases_{source}"), f"phrases_{source}")
+        text = _pick_text(in_source, f"phrases_{source}")
     elif source == "zh":
         text = rng.choice(["我想去{city}", "我明天去{city}", "请给我{item}", "{item}多少钱", "我在找{item}"]).format(
             city=ctx.pick("cities_world_zh"), item=ctx.pick("phrase_items_zh"))
@@ -525,10 +527,11 @@ def fill_event_title(ctx: FillContext) -> Filled:
         title = ctx.pick(f"event_titles_{lang}")
         if ctx.longer_text_share and rng.random() < ctx.longer_text_share:  # more than a pool item
             sub = FillContext(rng, lang, lang, ctx.pools, {})
+            said = {"contact": fill_contact(sub).value, "city": fill_city(sub).value}
             if lang == "zh":
-                title = rng.choice(_TITLE_HEADS_ZH).format(contact=fill_contact(sub).value, city=fill_city(sub).value) + title
+                title = rng.choice(_TITLE_HEADS_ZH).format(**said) + title
             else:
-                title += " " + rng.choice(_TITLE_TAILS_EN).format(contact=fill_contact(sub).value, city=fill_city(sub).value)
+                title += " " + rng.choice(_TITLE_TAILS_EN).format(**said)
     else:
         sub = FillContext(rng, lang, lang, ctx.pools, {})
         title = ctx.pick(f"event_title_patterns_{lang}").format(
