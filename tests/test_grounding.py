@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TokenizerStepModel
 from fnedge.catalog import load_catalog, parse_catalog
-from fnedge.runtime.grounding import (grounded_values, mentioned_dates, mentioned_numbers, mentioned_times,
+from fnedge.runtime.grounding import (arithmetic_chain, grounded_values, mentioned_dates, mentioned_numbers, mentioned_times,
                                       relative_date_words, zh_numeral_value)
 
 
@@ -317,13 +317,30 @@ def test_an_expression_may_only_use_the_numbers_said_each_once_in_order(guide_fa
     assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "250/250"})  # one number twice
     said = ["9减4的差乘以12再加3"]
     assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "(9-4)*12+3"})
-    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12"})  # grouping is the model's
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*(12+3)"})  # grouping is the model's
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12"})  # one message: every number
     assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-4*12%"})  # no percent said
     assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9/4*12+3"})  # no division said
     assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "9-12*4"})  # out of order
     assert _accepts(guide_factory, catalog, ["1321的10%多少"], "calculate", {"expression": "1321*10%"})
     assert not _accepts(guide_factory, catalog, ["3993 minus eighty-five"], "calculate", {"expression": "3993*85"})
     assert _accepts(guide_factory, catalog, ["calculate something"], "calculate", {"expression": "2+2"})  # none said: free
+
+
+def test_one_messages_calculation_uses_every_number_of_its_arithmetic_run(guide_factory):
+    catalog = load_catalog(None)
+    said = ["1850块钱以内的酒店，还有21加上9463减48等于几"]  # the price is another clause
+    assert arithmetic_chain(said) == ["21", "9463", "48"]
+    assert _accepts(guide_factory, catalog, said, "calculate", {"expression": "21+9463-48"})
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "21+9463"})
+    assert not _accepts(guide_factory, catalog, said, "calculate", {"expression": "1850-48"})
+    assert arithmetic_chain(["calc一下657除以五千五百九十七乘46"]) == ["657", "5597", "46"]  # not the 一 of 一下
+    assert arithmetic_chain(["whats 650541÷469.05 and find somewhere to stay for 2 nights"]) == ["650541", "469.05"]
+    assert arithmetic_chain(["1321的10%多少"]) is None  # no operator between: any subset, as before
+    # More than one message (an answer to a question, a tool result): any subset, as before.
+    conversation = ["算个数", "21加上9463减48"]
+    assert arithmetic_chain(conversation) is None
+    assert _accepts(guide_factory, catalog, conversation, "calculate", {"expression": "21+9463"})
 
 
 def test_every_training_expression_fits_the_expression_grammar(guide_factory):

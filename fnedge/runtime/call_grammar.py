@@ -24,7 +24,7 @@ from typing import Any
 
 from fnedge.catalog import Catalog, Tool
 from fnedge.chat_format import TEXT_REFERENCE
-from fnedge.runtime.grounding import (expression_operands, field_kind, grounded_values, mentioned_dates,
+from fnedge.runtime.grounding import (arithmetic_chain, expression_operands, field_kind, grounded_values, mentioned_dates,
                                       said_operators, says_a_day)
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
@@ -153,7 +153,10 @@ def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[s
         value = f"{member}_value"
         lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
         operands = expression_operands(sources) if field_kind(tool.properties[key]) == "expression" else []
-        if operands:
+        chain = arithmetic_chain(sources) if operands else None
+        if chain:  # one message's calculation uses every number of it, in order or reversed
+            lines += _expression_rules(value, chain, said_operators(sources), every=True)
+        elif operands:
             lines += _expression_rules(value, operands, said_operators(sources))
         else:
             lines.append(f"{value}: {_value(tool.properties[key], sources, copied.get(key))}")
@@ -195,7 +198,8 @@ def _value(prop: dict[str, Any], sources: Sequence[str], copied_with_reference: 
 _MOST_OPERANDS = 8  # more numbers than this in a conversation: operands from any of them, in any order
 
 
-def _expression_rules(rule: str, operands: Sequence[str], operators: Sequence[str] = "+-*/%") -> list[str]:
+def _expression_rules(rule: str, operands: Sequence[str], operators: Sequence[str] = "+-*/%",
+                      every: bool = False) -> list[str]:
     """An arithmetic expression string over the numbers the conversation said (`operands`, in
     the order said), in the layout training wrote (no spaces): each number used at most once, in
     the order said or its reverse ("15减8再乘72" -> (15-8)*72; "15% of 80" -> 80*15%), joined by
@@ -211,26 +215,30 @@ def _expression_rules(rule: str, operands: Sequence[str], operators: Sequence[st
         term = f'{rule}_t: ({numbers}){percent} | "(" {rule}_f ")"'
         return lines + [term, f"{rule}_f: {rule}_t ({rule}_op {rule}_t)*", f"{rule}_b: {rule}_f"]
     for direction, ordered in (("f", list(operands)), ("b", list(reversed(operands)))):
-        lines += _ordered_expression(f"{rule}_{direction}", ordered, f"{rule}_op", percent)
+        lines += _ordered_expression(f"{rule}_{direction}", ordered, f"{rule}_op", percent, every)
     return lines
 
 
-def _ordered_expression(rule: str, operands: Sequence[str], op: str, percent: str) -> list[str]:
-    """`rule`: an expression over a subsequence of `operands`, kept in order. {rule}_e{i} starts at
-    operand i; {rule}_g{i}_{k} is a parenthesis' content, from operand i to operand k."""
+def _ordered_expression(rule: str, operands: Sequence[str], op: str, percent: str, every: bool = False) -> list[str]:
+    """`rule`: an expression over a subsequence of `operands` (with `every`, all of them), kept in
+    order. {rule}_e{i} starts at operand i; {rule}_g{i}_{k} is a parenthesis' content, from
+    operand i to operand k."""
     n = len(operands)
     number = [f'{_literal(said)}{percent}' for said in operands]
-    lines = [f"{rule}: " + " | ".join(f"{rule}_e{i}" for i in range(n))]
+    lines = [f"{rule}: " + " | ".join(f"{rule}_e{i}" for i in (range(1) if every else range(n)))]
     for i in range(n):
         for k in range(i, n):
-            inner = [number[i]] if k == i else [f"{number[i]} {op} {rule}_g{j}_{k}" for j in range(i + 1, k + 1)]
+            nexts = [i + 1] if every else range(i + 1, k + 1)
+            inner = [number[i]] if k == i else [f"{number[i]} {op} {rule}_g{j}_{k}" for j in nexts]
             lines.append(f"{rule}_g{i}_{k}: " + " | ".join(f"({x})" for x in inner))
     for i in range(n):
         alternatives = []
         for k in range(i, n):
             unit = number[i] if k == i else f'"(" {rule}_g{i}_{k} ")"'
-            alternatives.append(f"({unit})")
-            alternatives += [f"({unit} {op} {rule}_e{j})" for j in range(k + 1, n)]
+            if not every or k == n - 1:
+                alternatives.append(f"({unit})")
+            nexts = ([k + 1] if k + 1 < n else []) if every else range(k + 1, n)
+            alternatives += [f"({unit} {op} {rule}_e{j})" for j in nexts]
         lines.append(f"{rule}_e{i}: " + " | ".join(alternatives))
     return lines
 

@@ -167,15 +167,47 @@ def expression_operands(texts: Sequence[str]) -> list[str]:
     """The numbers an arithmetic expression may use, in the order the texts say them, as it
     writes them: every run of digits (letters or operators around it do not matter: "9219x33",
     "82-362.77") and every number said in Chinese or English words ("六十" -> 60)."""
-    operands: list[str] = []
-    for raw in texts:
-        text = normalized(raw)
-        found = [(m.start(), m.group().replace(",", "")) for m in _OPERAND.finditer(text)]
-        for pattern, read in ((_ZH_NUMERAL, zh_numeral_value), (_EN_NUMERAL, en_numeral_value)):
-            readings = ((m.start(), read(m.group())) for m in pattern.finditer(text))
-            found += [(start, str(value)) for start, value in readings if value is not None]
-        operands += [said for _, said in sorted(found)]
-    return operands
+    return [said for raw in texts for _, _, said in _operand_spans(normalized(raw))]
+
+
+def _operand_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, number as an expression writes it) of every operand in a normalized text."""
+    found = [(m.start(), m.end(), m.group().replace(",", "")) for m in _OPERAND.finditer(text)]
+    for pattern, read in ((_ZH_NUMERAL, zh_numeral_value), (_EN_NUMERAL, en_numeral_value)):
+        readings = ((m.start(), m.end(), read(m.group())) for m in pattern.finditer(text))
+        found += [(start, end, str(value)) for start, end, value in readings if value is not None]
+    return sorted(found)
+
+
+def arithmetic_chain(texts: Sequence[str]) -> list[str] | None:
+    """The numbers of the one calculation a single message asks for: the longest run of operands
+    joined only by words or symbols of an operator ("21加上9463减48" in "1850块钱以内，还有21加上
+    9463减48等于几"; "calc一下657除以..." leaves out the 1 of "一下"). None when the texts are not
+    one message, or when no run of two or more stands out."""
+    if len(texts) != 1:
+        return None
+    text = normalized(texts[0])
+    spans = _operand_spans(text)
+    operators = [m.span() for pattern in _OPERATOR_WORDS.values() for m in pattern.finditer(text)]
+    chains: list[list[tuple[int, int, str]]] = []
+    for span in spans:
+        if chains and _joined_by_an_operator(text, chains[-1][-1][1], span[0], operators):
+            chains[-1].append(span)
+        else:
+            chains.append([span])
+    longest = max((len(c) for c in chains), default=0)
+    best = [c for c in chains if len(c) == longest]
+    return [said for _, _, said in best[0]] if longest >= 2 and len(best) == 1 else None
+
+
+_CHAIN_BREAK = re.compile(r"[，。,.;；!！?？:：=\n]")  # a new clause: "82-362.77=多少，然后记到 诗-3.txt"
+_LONGEST_JOIN = 16  # characters between two operands of one calculation (" multiplied by ", "的差再乘以")
+
+
+def _joined_by_an_operator(text: str, gap_start: int, gap_end: int, operators: list[tuple[int, int]]) -> bool:
+    gap = text[gap_start:gap_end]
+    return (len(gap) <= _LONGEST_JOIN and not _CHAIN_BREAK.search(gap)
+            and any(gap_start <= a and b <= gap_end for a, b in operators))
 
 
 # How people say each operator. "-" counts only between digits or spaces ("twenty-one" is one
