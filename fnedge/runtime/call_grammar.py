@@ -143,7 +143,8 @@ def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[s
     head = _literal('{"name": ' + json.dumps(tool.name) + ', "arguments": ')
     # An unsaid optional argument is left out; an unsaid required one (only when the request
     # demands this tool) keeps its schema type alone.
-    keys = [k for k in tool.properties if k not in unsaid_arguments(tool, sources) or k in tool.required]
+    unsaid = unsaid_arguments(tool, sources)
+    keys = [k for k in tool.properties if k not in unsaid or k in tool.required]
     if not keys:
         return [f'{rule}: {head} "{{}}" "}}"']
     lines: list[str] = []
@@ -154,7 +155,7 @@ def _tool_rules(tool: Tool, rule: str, sources: Sequence[str], copied: Mapping[s
         lines.append(f"{member}: {_literal(json.dumps(key, ensure_ascii=False) + ': ')} {value}")
         operands = expression_operands(sources) if field_kind(tool.properties[key]) == "expression" else []
         chain = arithmetic_chain(sources) if operands else None
-        if chain:  # one message's calculation uses every number of it, in order or reversed
+        if chain:  # one message's calculation uses every number of its arithmetic run
             lines += _expression_rules(value, chain, said_operators(sources), every=True)
         elif operands:
             lines += _expression_rules(value, operands, said_operators(sources))
@@ -206,7 +207,9 @@ def _expression_rules(rule: str, operands: Sequence[str], operators: Sequence[st
     + - * / with an optional % after a number and parentheses around a run of them. The model
     still picks the numbers and operators; it can no longer write a number nobody said, or one
     twice, which is what it did with nearly every expression. `operators`: those the conversation
-    says (`grounding.said_operators`): "3993 minus eighty-five" allows only -, so not 3993*85."""
+    says (`grounding.said_operators`): "3993 minus eighty-five" allows only -, so not 3993*85.
+    `every`: each number exactly once (`grounding.arithmetic_chain`: "843792 minus 7852 minus
+    185137" is not 843792-7852)."""
     joining = " | ".join(_literal(op) for op in operators if op != "%")
     percent = ' "%"?' if "%" in operators else ""
     lines = [f'{rule}: "\\"" ({rule}_f | {rule}_b) "\\""', f'{rule}_op: {joining}']

@@ -179,6 +179,28 @@ def _operand_spans(text: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+# How people say each operator. "-" counts only between digits or spaces ("twenty-one" is one
+# number), "x" only as a word or between digits; a percentage is taken of something, so it
+# allows "*" too.
+_OPERATOR_WORDS = {
+    "+": re.compile(r"\+|\bplus\b|\badd|\band\b|\bsum\b|\btotal|加|和"),
+    "-": re.compile(r"(?<=[\d\s)])-(?=[\s\d(])|−|\bminus\b|\btake away|\bsubtract|\bless\b|\bdifference|减|差"),
+    "*": re.compile(r"\*|×|(?<=\d)x(?=\d)|\bx\b|\btimes\b|\bmultipl|\bproduct|乘"),
+    "/": re.compile(r"/|÷|\bdivided|\bover\b|\bdivide|除"),
+    "%": re.compile(r"%|\bpercent|百分之"),
+}
+
+
+def said_operators(texts: Sequence[str]) -> list[str]:
+    """The operators (+ - * / %) the texts say in symbols or words, in that order; all of them
+    when none is said ("3 and 4 together"), so the grammar never forbids what nobody excluded."""
+    text = " ".join(normalized(t) for t in texts)
+    said = {op for op, pattern in _OPERATOR_WORDS.items() if pattern.search(text)}
+    if "%" in said:
+        said.add("*")
+    return [op for op in _OPERATOR_WORDS if op in said] or list(_OPERATOR_WORDS)
+
+
 def arithmetic_chain(texts: Sequence[str]) -> list[str] | None:
     """The numbers of the one calculation a single message asks for: the longest run of operands
     joined only by words or symbols of an operator ("21加上9463减48" in "1850块钱以内，还有21加上
@@ -208,28 +230,6 @@ def _joined_by_an_operator(text: str, gap_start: int, gap_end: int, operators: l
     gap = text[gap_start:gap_end]
     return (len(gap) <= _LONGEST_JOIN and not _CHAIN_BREAK.search(gap)
             and any(gap_start <= a and b <= gap_end for a, b in operators))
-
-
-# How people say each operator. "-" counts only between digits or spaces ("twenty-one" is one
-# number), "x" only as a word or between digits; a percentage is taken of something, so it
-# allows "*" too.
-_OPERATOR_WORDS = {
-    "+": re.compile(r"\+|\bplus\b|\badd|\band\b|\bsum\b|\btotal|加|和"),
-    "-": re.compile(r"(?<=[\d\s)])-(?=[\s\d(])|−|\bminus\b|\btake away|\bsubtract|\bless\b|\bdifference|减|差"),
-    "*": re.compile(r"\*|×|(?<=\d)x(?=\d)|\bx\b|\btimes\b|\bmultipl|\bproduct|乘"),
-    "/": re.compile(r"/|÷|\bdivided|\bover\b|\bdivide|除"),
-    "%": re.compile(r"%|\bpercent|百分之"),
-}
-
-
-def said_operators(texts: Sequence[str]) -> list[str]:
-    """The operators (+ - * / %) the texts say in symbols or words, in that order; all of them
-    when none is said ("3 and 4 together"), so the grammar never forbids what nobody excluded."""
-    text = " ".join(normalized(t) for t in texts)
-    said = {op for op, pattern in _OPERATOR_WORDS.items() if pattern.search(text)}
-    if "%" in said:
-        said.add("*")
-    return [op for op in _OPERATOR_WORDS if op in said] or list(_OPERATOR_WORDS)
 
 
 # ---- clock times -------------------------------------------------------------------------------
