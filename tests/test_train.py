@@ -51,6 +51,10 @@ def test_bad_config_is_named(tmp_path):
         TrainConfig.load(path)
     with pytest.raises(FnedgeError, match="'tool_weights' must map tool names to weights"):
         TrainConfig.from_dict({"tool_weights": ["add_todo"]})
+    with pytest.raises(FnedgeError, match="'longer_text_share' shape the conversations .* reads data: mine.jsonl"):
+        TrainConfig.from_dict({"longer_text_share": 0.3, "data": "mine.jsonl"})  # would be silently unused
+    with pytest.raises(FnedgeError, match="'longer_text_share' must be a number from 0 to 1"):
+        TrainConfig.from_dict({"longer_text_share": 1.5})
 
 
 def _cli_train(out, config_path):

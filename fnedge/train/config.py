@@ -236,6 +236,11 @@ class TrainConfig:
             raise FnedgeError(f"{source}: 'longer_text_share' must be a number from 0 to 1")
         if self.tool_weights is not None and not isinstance(self.tool_weights, dict):
             raise FnedgeError(f"{source}: 'tool_weights' must map tool names to weights, e.g. {{add_todo: 3}}")
+        shaping = [name for name in ("tool_weights", "longer_text_share") if getattr(self, name)]
+        if shaping and (self.data or self.generalist):
+            raise FnedgeError(f"{source}: {' and '.join(repr(s) for s in shaping)} shape the conversations a run "
+                              f"generates from its catalog; this run reads "
+                              f"{'data: ' + str(self.data) if self.data else 'generalist data'} instead")
         if self.save_dtype not in ("float16", "float32"):
             raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
         if self.precision not in ("auto", "bf16", "fp32"):
