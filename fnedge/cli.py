@@ -33,6 +33,9 @@ def train(
     epochs: Optional[float] = typer.Option(None, help="Passes over the training data."),
     seed: Optional[int] = typer.Option(None, help="Model init and data-order seed."),
     threads: Optional[int] = typer.Option(None, help="Torch threads (default: all cores)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the training step: about 1.4x faster "
+                                                          "steps here after a warm-up of about a minute (long "
+                                                          "runs)."),
     lora: bool = typer.Option(False, "--lora", help="Adapt a pretrained base with LoRA instead of training from "
                                                     "scratch (LoRA settings: the config's 'lora' mapping)."),
     qat: bool = typer.Option(False, "--qat", help="Fine-tune a trained model through the Q4_0 export's "
@@ -106,7 +109,7 @@ def train(
         preset = None
     overrides = {"preset": preset, "catalog": str(catalog) if catalog else None, "data": str(data) if data else None,
                  "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads,
-                 "generalist": True if generalist else None}
+                 "generalist": True if generalist else None, "compile": True if compile else None}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     train_config = TrainConfig.from_dict(settings, source=str(config or "flags"))
     if fresh and out.exists():

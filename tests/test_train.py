@@ -57,6 +57,17 @@ def test_bad_config_is_named(tmp_path):
         TrainConfig.from_dict({"longer_text_share": 1.5})
 
 
+def test_a_compiled_run_learns_as_the_eager_one(tiny_model, tmp_path):
+    """torch.compile changes how the step runs, not what it computes: same data, same steps, and a
+    dev loss equal up to the rounding of fused kernels."""
+    compiled = json.loads((train(tiny_config(compile=True), tmp_path) / "fnedge.json").read_text())
+    eager = json.loads((tiny_model / "fnedge.json").read_text())
+    assert compiled["steps"] == eager["steps"]
+    assert compiled["dev_loss"] == pytest.approx(eager["dev_loss"], rel=0.02)
+    with pytest.raises(FnedgeError, match="'compile' must be true or false"):
+        TrainConfig.from_dict({"compile": "yes"})
+
+
 def _cli_train(out, config_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "fnedge.cli", "train", "--out", str(out), "--config",

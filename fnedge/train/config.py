@@ -172,6 +172,7 @@ class TrainConfig:
     threads: int = 0                   # 0: torch's default
     save_dtype: str = "float16"        # the finished model's weights (halves the file; exports read it)
     precision: str = "auto"            # bf16 autocast where the CPU has bf16 units (~1.8x here), else fp32
+    compile: bool = False              # torch.compile the training forward: faster steps after a ~1 min warm-up
     # LoRA runs (fnedge/train/lora.py) adapt `base` instead of training `preset`; vocab_size is unused.
     lora: LoraSettings | None = None
     # QAT runs (fnedge/train/qat.py) fine-tune `base` as its 4-bit export will compute (QAT_DEFAULTS).
@@ -243,6 +244,8 @@ class TrainConfig:
                               f"{'data: ' + str(self.data) if self.data else 'generalist data'} instead")
         if self.save_dtype not in ("float16", "float32"):
             raise FnedgeError(f"{source}: 'save_dtype' must be float16 or float32")
+        if not isinstance(self.compile, bool):
+            raise FnedgeError(f"{source}: 'compile' must be true or false")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise FnedgeError(f"{source}: 'precision' must be auto, bf16 or fp32")
         if self.batch_tokens < self.max_tokens:

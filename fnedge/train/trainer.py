@@ -165,6 +165,9 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
           + (f", resuming at step {state.step}" if state.step else ""))
 
     use_bf16 = resolve_precision(config.precision) == "bf16"
+    # The compiled module shares the model's parameters, so checkpoints, evaluation and the saved
+    # model read `model` as before; dynamic shapes, as length-bucketed batches vary in both sizes.
+    forward = torch.compile(model, dynamic=True) if config.compile else model
     stop = _StopFlag()
     with stop, _progress() as progress:
         task = progress.add_task("train", total=total_steps, completed=state.step, loss="-", tps="-")
@@ -176,7 +179,7 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                    loss, figures = objective.loss(model, batch)
+                    loss, figures = objective.loss(forward, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
