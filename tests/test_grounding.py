@@ -306,6 +306,10 @@ def test_expression_operands_are_the_numbers_said_in_order():
     assert expression_operands(["72减去15，再除以4"]) == ["72", "15", "4"]
     assert expression_operands(["work out 9219x33 and 82-362.77"]) == ["9219", "33", "82", "362.77"]
     assert expression_operands(["六十乘以91", "and 1,250 plus twenty-one"]) == ["60", "91", "1250", "21"]
+    # "and" joins two numbers except after hundred or thousand, where it is part of one
+    assert expression_operands(["add up fifty-seven and eight"]) == ["57", "8"]
+    assert expression_operands(["one hundred and sixty-three and 89"]) == ["163", "89"]
+    assert expression_operands(["two thousand and five over two hundred and fifty"]) == ["2005", "250"]
 
 
 def test_an_expression_may_only_use_the_numbers_said_each_once_in_order(guide_factory):

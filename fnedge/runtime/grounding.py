@@ -93,6 +93,23 @@ def zh_numeral_value(text: str) -> int | None:
     return total + section
 
 
+_LIST_AND = re.compile(r"(?<!hundred)(?<!thousand)[\s-]+and[\s-]+")  # "fifty-seven and eight": two numbers
+
+
+def en_numeral_parts(text: str) -> list[tuple[int, int, int | None]]:
+    """(start, end, value) of each number an English numeral run says. "and" belongs to a number
+    only after hundred or thousand ("two hundred and fifty"); elsewhere it joins two ("add
+    fifty-seven and eight"), which as one run read as no number at all."""
+    value = en_numeral_value(text)
+    if value is not None or not _LIST_AND.search(text):
+        return [(0, len(text), value)]
+    parts, start = [], 0
+    for match in _LIST_AND.finditer(text):
+        parts.append((start, match.start(), en_numeral_value(text[start:match.start()])))
+        start = match.end()
+    return parts + [(start, len(text), en_numeral_value(text[start:]))]
+
+
 def en_numeral_value(text: str) -> int | None:
     """'twenty-five' -> 25, 'two hundred and fifty' -> 250; None for runs that are not one number."""
     total, current, previous_small = 0, 0, False
@@ -137,9 +154,9 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             if text[match.end():match.end() + 1] == "成" and value is not None and value < 10:
                 found.append(value * 10)  # 三成 = 30%
         for match in _EN_NUMERAL.finditer(text):
-            value = en_numeral_value(match.group())
-            words = re.split(r"[\s-]+", match.group())
-            found += [value] if value is not None else [en_numeral_value(w) for w in words if w != "and"]
+            for start, end, value in en_numeral_parts(match.group()):
+                words = re.split(r"[\s-]+", match.group()[start:end])
+                found += [value] if value is not None else [en_numeral_value(w) for w in words if w != "and"]
         for match in _ZH_DECIMAL.finditer(text):  # 九十八点六 = 98.6
             whole = _number_word(match.group(1))
             decimals = "".join(str(_ZH_DIGITS.get(c, c)) for c in match.group(2))
@@ -173,9 +190,10 @@ def expression_operands(texts: Sequence[str]) -> list[str]:
 def _operand_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, number as an expression writes it) of every operand in a normalized text."""
     found = [(m.start(), m.end(), m.group().replace(",", "")) for m in _OPERAND.finditer(text)]
-    for pattern, read in ((_ZH_NUMERAL, zh_numeral_value), (_EN_NUMERAL, en_numeral_value)):
-        readings = ((m.start(), m.end(), read(m.group())) for m in pattern.finditer(text))
-        found += [(start, end, str(value)) for start, end, value in readings if value is not None]
+    readings = [(m.start(), m.end(), zh_numeral_value(m.group())) for m in _ZH_NUMERAL.finditer(text)]
+    readings += [(m.start() + start, m.start() + end, value) for m in _EN_NUMERAL.finditer(text)
+                 for start, end, value in en_numeral_parts(m.group())]
+    found += [(start, end, str(value)) for start, end, value in readings if value is not None]
     return sorted(found)
 
 
