@@ -33,9 +33,9 @@ def train(
     epochs: Optional[float] = typer.Option(None, help="Passes over the training data."),
     seed: Optional[int] = typer.Option(None, help="Model init and data-order seed."),
     threads: Optional[int] = typer.Option(None, help="Torch threads (default: all cores)."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the training step: about 1.4x faster "
-                                                          "steps here after a warm-up of about a minute (long "
-                                                          "runs)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the training step: about 1.1x faster "
+                                                          "steps here (benchmarks/train_speed.py) after a "
+                                                          "warm-up of under a minute; for long runs."),
     lora: bool = typer.Option(False, "--lora", help="Adapt a pretrained base with LoRA instead of training from "
                                                     "scratch (LoRA settings: the config's 'lora' mapping)."),
     qat: bool = typer.Option(False, "--qat", help="Fine-tune a trained model through the Q4_0 export's "
