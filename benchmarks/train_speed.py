@@ -2,8 +2,8 @@
 
     python benchmarks/train_speed.py --preset fc-micro --conversations 3000 --steps 120
 
-Both variants train their own copy of the same freshly initialised model with the training loss of
-`fnedge train` (bf16 autocast where the CPU has bf16 units) on the same length-bucketed batches of
+Both variants train their own copy of the same freshly initialised model with the training step of
+`fnedge train` (`trainer.optimizer_step`) (bf16 autocast where the CPU has bf16 units) on the same length-bucketed batches of
 generated conversations. The batches are visited once to warm up (the compiled variant compiles
 here: reported on its own), then timed step by step, the two variants interleaved batch by batch
 so that a busy machine slows both alike. Reports padded tokens per second of each and their ratio.
@@ -25,7 +25,7 @@ from fnedge.export.build import default_model_dir
 from fnedge.train.config import TrainConfig
 from fnedge.train.dataset import collate, encode_conversations, plan_batches
 from fnedge.train.presets import make_config
-from fnedge.train.trainer import make_optimizer, resolve_precision, training_loss
+from fnedge.train.trainer import make_optimizer, optimizer_step, resolve_precision, training_loss
 
 
 def main() -> None:
@@ -53,14 +53,14 @@ def main() -> None:
     optimizers = {name: make_optimizer(model, config) for name, (model, _) in variants.items()}
     use_bf16 = resolve_precision(config.precision) == "bf16"
 
+    def reply_loss(forward: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
+        ids, labels = batch
+        return training_loss(forward, ids, labels, tokenizer.pad_token_id, config.context_loss_weight), {}
+
     def step(name: str, ids: torch.Tensor, labels: torch.Tensor) -> float:
         _, forward = variants[name]
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            loss = training_loss(forward, ids, labels, tokenizer.pad_token_id, config.context_loss_weight)
-        optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        optimizers[name].step()
+        optimizer_step(forward, optimizers[name], reply_loss, (ids, labels), use_bf16, config.grad_clip)
         return time.perf_counter() - started
 
     warm_up = {name: sum(step(name, ids, labels) for ids, labels in batches) for name in variants}

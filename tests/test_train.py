@@ -57,10 +57,19 @@ def test_bad_config_is_named(tmp_path):
         TrainConfig.from_dict({"longer_text_share": 1.5})
 
 
-def test_a_compiled_run_learns_as_the_eager_one(tiny_model, tmp_path):
+def test_a_compiled_run_learns_as_the_eager_one(tiny_model, tmp_path, monkeypatch):
     """torch.compile changes how the step runs, not what it computes: same data, same steps, and a
     dev loss equal up to the rounding of fused kernels."""
+    compiled_modules = []
+    real_compile = torch.compile
+
+    def recording_compile(model, **kwargs):
+        compiled_modules.append(model)
+        return real_compile(model, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
     compiled = json.loads((train(tiny_config(compile=True), tmp_path) / "fnedge.json").read_text())
+    assert len(compiled_modules) == 1  # the setting is not silently ignored
     eager = json.loads((tiny_model / "fnedge.json").read_text())
     assert compiled["steps"] == eager["steps"]
     assert compiled["dev_loss"] == pytest.approx(eager["dev_loss"], rel=0.02)

@@ -178,12 +178,7 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                 lr = _learning_rate(state.step, total_steps, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                    loss, figures = objective.loss(forward, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
+                loss, figures = optimizer_step(forward, optimizer, objective.loss, batch, use_bf16, config.grad_clip)
                 tokens = batch[0].numel()
                 state.step += 1
                 state.tokens_seen += tokens
@@ -206,6 +201,20 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
         raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
                           f"Run the same command again to resume.")
     return state
+
+
+def optimizer_step(forward: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   loss_fn: Callable[[torch.nn.Module, Batch], LossResult], batch: Batch, use_bf16: bool,
+                   grad_clip: float) -> LossResult:
+    """One training step on `batch`: the loss (under bf16 autocast when asked), its gradients,
+    clipped, and the optimizer's update. `forward` is the model, or its torch.compile wrapper."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        loss, figures = loss_fn(forward, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+    optimizer.step()
+    return loss, figures
 
 
 def _describe_parameters(model: torch.nn.Module) -> str:
