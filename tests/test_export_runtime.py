@@ -182,12 +182,12 @@ def test_kept_prefix_gives_the_same_replies_as_a_fresh_prefill(tiny_build):
 def test_llama_cpp_renders_tools_with_the_gguf_chat_template(tiny_build):
     """llama-cpp-python's own Jinja chat formatter, fed the template stored in the GGUF, renders
     a request with tools exactly as training did."""
-    from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     from fnedge.chat_format import render
+    from fnedge.runtime.llama_backend import open_llama
 
-    llm = Llama(model_path=str(tiny_build / "model-q8_0.gguf"), n_ctx=64, verbose=False)
+    llm = open_llama(tiny_build / "model-q8_0.gguf", n_ctx=64)
     template = llm.metadata["tokenizer.chat_template"]
     tools = load_catalog(None).to_openai()[:3]
     messages = [{"role": "user", "content": "明天上海会下雨吗？"}]

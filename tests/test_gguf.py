@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 from fnedge.chat_format import CHAT_TEMPLATE, SPECIAL_TOKENS, render  # noqa: E402
 from fnedge.errors import FnedgeError  # noqa: E402
 from fnedge.export.gguf_writer import write_gguf  # noqa: E402
+from fnedge.runtime.llama_backend import GGML_TYPE_F32, open_llama  # noqa: E402
 from conftest import make_model  # noqa: E402
 
 try:
@@ -32,7 +33,6 @@ else:
 
 needs_llama_cpp = pytest.mark.skipif(llama_cpp is None, reason=LLAMA_CPP_MISSING or "n/a")
 
-GGML_TYPE_F32 = 0
 # One llama.cpp thread: the model is tiny, and on a shared 2-core machine two threads spin in
 # ggml's barriers while the other core is busy (measured 20x slower than one thread).
 N_THREADS = 1
@@ -130,9 +130,8 @@ def built(tmp_path_factory):
 
 def load(path: Path):
     # F32 KV cache: llama.cpp's default F16 cache would blur the F32 comparison
-    return llama_cpp.Llama(model_path=str(path), n_ctx=256, logits_all=True, verbose=False,
-                           n_threads=N_THREADS, n_threads_batch=N_THREADS, n_batch=256,
-                           type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
+    return open_llama(path, n_ctx=256, logits_all=True, n_threads=N_THREADS, n_threads_batch=N_THREADS,
+                      n_batch=256, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
 
 
 def llama_logits(llm, tokens: list[int]) -> np.ndarray:

@@ -43,12 +43,8 @@ def find_smollm_gguf() -> Path | None:
 class SmolLMBaseline:
     def __init__(self, gguf: Path, catalog: Catalog, threads: int, n_ctx: int = 4096,
                  max_tokens: int = 256) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise FnedgeError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
-        self.llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                         n_batch=512, verbose=False, seed=0)
+        from fnedge.runtime.llama_backend import open_llama
+        self.llm = open_llama(gguf, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, seed=0)
         self.catalog = catalog
         self.max_tokens = max_tokens
         self.eos_ids = {self.llm.token_eos(), *self.llm.tokenize(IM_END.encode(), add_bos=False, special=True)}

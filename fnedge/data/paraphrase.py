@@ -83,15 +83,11 @@ class Paraphraser:
     """A GGUF through llama-cpp-python, sampling one rewording per request from a few-shot prompt."""
 
     def __init__(self, gguf: str | Path, threads: int = 2, temperature: float = 1.0) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise FnedgeError("paraphrasing needs llama-cpp-python: pip install llama-cpp-python") from None
+        from fnedge.runtime.llama_backend import open_llama
         gguf = Path(gguf)
         if not gguf.is_file():
             raise FnedgeError(f"{gguf}: GGUF file not found")
-        self.llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
-                         verbose=False, seed=0)
+        self.llm = open_llama(gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0)
         self.temperature = temperature
 
     def __call__(self, text: str, lang: str, seed: int) -> str:

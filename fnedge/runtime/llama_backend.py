@@ -8,7 +8,9 @@ the tokens it forces.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,17 +22,49 @@ from fnedge.runtime.guide import CallGuide
 GGML_TYPE_F32 = 0
 
 
+def open_llama(gguf_path: str | Path, **settings: Any) -> Any:
+    """A `llama_cpp.Llama` for `gguf_path`, not verbose; every caller in fnedge opens GGUF files here.
+
+    On a CPU with Intel AMX, llama.cpp's AMX matrix kernels (an "extra buffer type") crash the
+    process on the first batch of two or more tokens (llama-cpp-python 0.3.36, seen on this
+    machine: a segmentation fault in ggml_backend_amx_mul_mat), so there the weights stay in plain
+    CPU buffers. Elsewhere (a Raspberry Pi's ARM repacking of Q4_0 among them) nothing changes."""
+    try:
+        import llama_cpp
+        import llama_cpp.llama as llama_module
+    except ImportError:
+        raise FnedgeError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+    if not _cpu_has_amx():
+        return llama_cpp.Llama(model_path=str(gguf_path), verbose=False, **settings)
+    # Llama() takes no argument for it: its model defaults are swapped for this one call.
+    defaults = llama_module.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+    try:
+        return llama_cpp.Llama(model_path=str(gguf_path), verbose=False, **settings)
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = defaults
+
+
+@functools.cache
+def _cpu_has_amx() -> bool:
+    try:
+        return " amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 class LlamaBackend:
     def __init__(self, gguf_path: Path, n_threads: int, n_ctx: int) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise FnedgeError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
         # An F32 KV cache (llama.cpp defaults to F16): a few MB for our models, and greedy
         # outputs then follow the torch model instead of flipping on near-ties.
-        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads,
-                         n_threads_batch=n_threads, n_batch=min(512, n_ctx), verbose=False, seed=0,
-                         type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
+        self.llm = open_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                              n_batch=min(512, n_ctx), seed=0, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
         self.n_ctx = n_ctx
         self.eos_id = self.tokenize(IM_END)[0]
         self.n_vocab = self.llm.n_vocab()
