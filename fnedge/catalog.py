@@ -161,7 +161,7 @@ def _check_property(prop: Any, where: str) -> None:
     if "enum" in prop and (not isinstance(prop["enum"], list) or not prop["enum"]):
         raise FnedgeError(f"{where}: 'enum' must be a non-empty list")
     for bound in ("minimum", "maximum"):
-        if bound in prop and (kind not in {"number", "integer"} or not _is_number(prop[bound])):
+        if bound in prop and (kind not in {"number", "integer"} or not is_number(prop[bound])):
             raise FnedgeError(f"{where}: '{bound}' needs a numeric type and a numeric value")
     if kind == "array":
         if "items" in prop:
@@ -174,7 +174,8 @@ def _check_property(prop: Any, where: str) -> None:
             raise FnedgeError(f"{where}: default {prop['default']!r} {problem}")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A JSON number: an int or float, not a bool (which Python counts as an int; YAML's true too)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -183,9 +184,9 @@ def value_problem(value: Any, prop: dict[str, Any]) -> str | None:
     kind = prop.get("type", "string" if "enum" in prop else None)
     if kind == "string" and not isinstance(value, str):
         return "is not a string"
-    if kind == "integer" and not (_is_number(value) and float(value).is_integer()):
+    if kind == "integer" and not (is_number(value) and float(value).is_integer()):
         return "is not an integer"
-    if kind == "number" and not _is_number(value):
+    if kind == "number" and not is_number(value):
         return "is not a number"
     if kind == "boolean" and not isinstance(value, bool):
         return "is not a boolean"
@@ -204,9 +205,9 @@ def value_problem(value: Any, prop: dict[str, Any]) -> str | None:
             return problem
     if "enum" in prop and value not in prop["enum"]:
         return f"is not one of {prop['enum']}"
-    if "minimum" in prop and _is_number(value) and value < prop["minimum"]:
+    if "minimum" in prop and is_number(value) and value < prop["minimum"]:
         return f"is below the minimum {prop['minimum']}"
-    if "maximum" in prop and _is_number(value) and value > prop["maximum"]:
+    if "maximum" in prop and is_number(value) and value > prop["maximum"]:
         return f"is above the maximum {prop['maximum']}"
     return None
 

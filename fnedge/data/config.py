@@ -49,12 +49,13 @@ class DataConfig:
     tool_weights: dict[str, float] = field(default_factory=dict)
 
     def check_tool_weights(self, tool_names: list[str]) -> None:
+        from fnedge.catalog import is_number
         from fnedge.errors import FnedgeError
         unknown = sorted(set(self.tool_weights) - set(tool_names))
         if unknown:
             raise FnedgeError(f"tool_weights: unknown tool(s) {unknown} (the catalog has: {', '.join(tool_names)})")
         for name, weight in self.tool_weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            if not is_number(weight) or weight <= 0:
                 raise FnedgeError(f"tool_weights: the weight of '{name}' must be a positive number, not {weight!r}")
 
     def normalized_ratios(self) -> dict[str, float]:

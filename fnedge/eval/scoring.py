@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from fnedge.catalog import call_problem
+from fnedge.catalog import call_problem, is_number
 from fnedge.chat_format import AssistantTurn
 from fnedge.eval.cases import CALL_TYPES, EvalCase, ExpectedCall
 
@@ -210,8 +210,8 @@ def _value_matches(value: Any, acceptable: Any, prop: dict[str, Any], text: str 
         return _is_string_schema(prop) and _string_equals_scalar(string, other)
     if isinstance(acceptable, bool) or isinstance(value, bool):
         return acceptable is value  # True is not 1
-    if _is_number(acceptable) or _is_number(value):
-        return _is_number(acceptable) and _is_number(value) and value == acceptable  # 4 == 4.0
+    if is_number(acceptable) or is_number(value):
+        return is_number(acceptable) and is_number(value) and value == acceptable  # 4 == 4.0
     if isinstance(acceptable, list):
         item_schema = prop.get("items", {}) if isinstance(prop.get("items"), dict) else {}
         return (isinstance(value, list) and len(value) == len(acceptable)
@@ -231,7 +231,7 @@ def _string_equals_scalar(string: str, scalar: Any) -> bool:
         return False
     if normalize(string) == normalize(json.dumps(scalar)):
         return True
-    if _is_number(scalar):
+    if is_number(scalar):
         try:
             return float(normalize(string)) == scalar
         except ValueError:
@@ -247,10 +247,6 @@ def normalize(text: str) -> str:
 
 def _is_string_schema(prop: dict[str, Any]) -> bool:
     return prop.get("type", "string" if "enum" in prop else None) == "string"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _properties(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:

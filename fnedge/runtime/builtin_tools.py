@@ -12,6 +12,7 @@ import operator
 from pathlib import Path
 from typing import Any
 
+from fnedge.catalog import is_number
 from fnedge.io import write_text_atomic
 from fnedge.runtime.tools import Executor
 
@@ -45,7 +46,7 @@ def calculate(expression: str) -> float | int:
     expression = expression.replace("×", "*").replace("÷", "/").replace("^", "**")
 
     def value(node: ast.AST) -> float | int:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        if isinstance(node, ast.Constant) and is_number(node.value):
             return node.value
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))

@@ -82,7 +82,7 @@ def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int,
     `sources` are the user's messages and tool results of this conversation: copied arguments
     must be a substring of one of them. `copied` adds the fields the model's training data
     always copied (`fnedge.data.copied_arguments`: {tool: {field: takes the {{text}} reference}})."""
-    sources = [t for t in dict.fromkeys(sources) if t]
+    sources = distinct_sources(sources)
     lines = ["start: (" + " | ".join(f"call_{i}" for i in range(len(catalog.tools))) + f") <[{close_token}]>"]
     if sources:
         alternatives = [f'%regex {{"substring_chunks": {json.dumps(_chunks(s), ensure_ascii=False)}}}' for s in sources]
@@ -91,6 +91,11 @@ def call_grammar(catalog: Catalog, sources: Sequence[str], close_token: int,
     for index, tool in enumerate(catalog.tools):
         lines += _tool_rules(tool, f"call_{index}", sources, (copied or {}).get(tool.name, {}))
     return "\n".join(lines) + "\n"
+
+
+def distinct_sources(sources: Sequence[str]) -> list[str]:
+    """The non-empty sources, each once, in order: what a copy may be read from."""
+    return [text for text in dict.fromkeys(sources) if text]
 
 
 # A copied value is a run of whole chunks of the source: a Latin word or number (with inner

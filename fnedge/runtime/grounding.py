@@ -187,14 +187,16 @@ def expression_operands(texts: Sequence[str]) -> list[str]:
     return [said for raw in texts for _, _, said in _operand_spans(normalized(raw))]
 
 
-def _operand_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, number as an expression writes it) of every operand in a normalized text."""
+@functools.lru_cache(maxsize=64)
+def _operand_spans(text: str) -> tuple[tuple[int, int, str], ...]:
+    """(start, end, number as an expression writes it) of every operand in a normalized text.
+    Cached: `expression_operands` and `arithmetic_chain` read the same message for one grammar."""
     found = [(m.start(), m.end(), m.group().replace(",", "")) for m in _OPERAND.finditer(text)]
     readings = [(m.start(), m.end(), zh_numeral_value(m.group())) for m in _ZH_NUMERAL.finditer(text)]
     readings += [(m.start() + start, m.start() + end, value) for m in _EN_NUMERAL.finditer(text)
                  for start, end, value in en_numeral_parts(m.group())]
     found += [(start, end, str(value)) for start, end, value in readings if value is not None]
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 # How people say each operator. "-" counts only between digits or spaces ("twenty-one" is one

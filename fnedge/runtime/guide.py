@@ -31,8 +31,8 @@ import numpy as np
 
 from fnedge.catalog import Catalog
 from fnedge.errors import FnedgeError
-from fnedge.runtime.call_grammar import (call_grammar, callable_tools, copied_fields, overlapping_copies,
-                                         said_optional_arguments)
+from fnedge.runtime.call_grammar import (call_grammar, callable_tools, copied_fields, distinct_sources,
+                                         overlapping_copies, said_optional_arguments)
 
 # Logit taken off the tokens that close a copied value, where the grammar lets the copy go on.
 # Chosen on the built-in model's held-out split (811 cases, never the dev set; fnedge eval
@@ -96,7 +96,7 @@ class GuideFactory:
         guide.every_tool_grammar = every_tool
         guide.copied = copied_fields(catalog, sources, copied)
         guide.said_optional = {tool.name: said_optional_arguments(tool, sources) for tool in catalog.tools}
-        guide.sources = [t for t in dict.fromkeys(sources) if t]
+        guide.sources = distinct_sources(sources)
         return guide
 
 

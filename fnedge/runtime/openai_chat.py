@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fnedge.catalog import Catalog, call_problem
+from fnedge.catalog import Catalog, call_problem, is_number
 from fnedge.chat_format import mentions_text_reference, openai_tool_call, resolve_text_reference
 from fnedge.runtime.engine import Reply
 from fnedge.runtime.stream_parser import CallEnd, CallError, Event, TextDelta
@@ -23,13 +23,9 @@ TOOL_CHOICES = ("auto", "none", "required")
 TOOL_CHOICE_SHAPE = '"auto", "none", "required" or {"type": "function", "function": {"name": ...}}'
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON true is no number
-
-
 _KINDS: dict[str, Callable[[Any], bool]] = {
     "a string": lambda v: isinstance(v, str),
-    "a number": _number,
+    "a number": is_number,
     "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "true or false": lambda v: isinstance(v, bool),
     "an object": lambda v: isinstance(v, dict),

@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fnedge.catalog import is_number
 from fnedge.errors import FnedgeError
+
+if TYPE_CHECKING:
+    from fnedge.data import DataConfig
 
 
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -29,10 +33,6 @@ def _mapping(raw: Any, name: str, cls: type, source: str) -> dict[str, Any]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -103,7 +103,7 @@ class DpoSettings:
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> "DpoSettings":
         settings = cls(**_mapping(raw, "dpo", cls, source))
-        if not (_is_number(settings.beta) and settings.beta > 0):
+        if not (is_number(settings.beta) and settings.beta > 0):
             raise FnedgeError(f"{source}: 'dpo.beta' must be a positive number, got {settings.beta!r}")
         for name in ("n_prompts", "max_new_tokens"):
             if not (_is_int(getattr(settings, name)) and getattr(settings, name) > 0):
@@ -112,7 +112,7 @@ class DpoSettings:
             raise FnedgeError(f"{source}: 'dpo.prompt_seed' must be an integer (or left out)")
         if not isinstance(settings.constrained, bool):
             raise FnedgeError(f"{source}: 'dpo.constrained' must be true or false")
-        if not (_is_number(settings.chosen_nll_weight) and settings.chosen_nll_weight >= 0):
+        if not (is_number(settings.chosen_nll_weight) and settings.chosen_nll_weight >= 0):
             raise FnedgeError(f"{source}: 'dpo.chosen_nll_weight' must be a number >= 0")
         return settings
 
@@ -131,9 +131,9 @@ class DistillSettings:
         settings = cls(**_mapping(raw, "distill", cls, source))
         if not isinstance(settings.teacher, str) or not settings.teacher:
             raise FnedgeError(f"{source}: distillation needs a teacher model ('distill.teacher' or --teacher PATH)")
-        if not (_is_number(settings.alpha) and 0 <= settings.alpha <= 1):
+        if not (is_number(settings.alpha) and 0 <= settings.alpha <= 1):
             raise FnedgeError(f"{source}: 'distill.alpha' must be a number from 0 to 1, got {settings.alpha!r}")
-        if not (_is_number(settings.temperature) and settings.temperature > 0):
+        if not (is_number(settings.temperature) and settings.temperature > 0):
             raise FnedgeError(f"{source}: 'distill.temperature' must be a positive number, "
                               f"got {settings.temperature!r}")
         if settings.mode not in DISTILL_MODES:
@@ -229,11 +229,11 @@ class TrainConfig:
                 raise FnedgeError(f"{source}: '{name}' must be a positive integer")
         if not (self.epochs > 0 and self.lr > 0):
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
-        if not (_is_number(self.context_loss_weight) and 0 <= self.context_loss_weight <= 1):
+        if not (is_number(self.context_loss_weight) and 0 <= self.context_loss_weight <= 1):
             raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
-        if not (_is_number(self.call_loss_weight) and self.call_loss_weight > 0):
+        if not (is_number(self.call_loss_weight) and self.call_loss_weight > 0):
             raise FnedgeError(f"{source}: 'call_loss_weight' must be a positive number")
-        if not (_is_number(self.longer_text_share) and 0 <= self.longer_text_share <= 1):
+        if not (is_number(self.longer_text_share) and 0 <= self.longer_text_share <= 1):
             raise FnedgeError(f"{source}: 'longer_text_share' must be a number from 0 to 1")
         if self.tool_weights is not None and not isinstance(self.tool_weights, dict):
             raise FnedgeError(f"{source}: 'tool_weights' must map tool names to weights, e.g. {{add_todo: 3}}")
@@ -264,14 +264,15 @@ class TrainConfig:
         if self.base is not None and not isinstance(self.base, str):
             raise FnedgeError(f"{source}: 'base' must be a path (an HF model folder or a .gguf file)")
 
+    def data_config(self) -> "DataConfig":
+        """The generator settings this config carries: every stage that generates conversations
+        (the training data, DPO's prompts) uses the same ones."""
+        from fnedge.data import DataConfig
+        return DataConfig(tool_weights=dict(self.tool_weights or {}), longer_text_share=self.longer_text_share)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
         from fnedge.io import write_text_atomic
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
-
-
-def _is_number(value: Any) -> bool:
-    """An int or float; YAML's true/false are bools, which Python also counts as ints."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

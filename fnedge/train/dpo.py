@@ -151,7 +151,8 @@ def prepare_pairs(config: TrainConfig, run_dir: Path, start: Path) -> tuple[list
     settings = config.dpo
     seed = prompt_seed(settings, start)
     catalog = load_catalog(config.catalog)
-    records = generate_dataset(catalog, n=settings.n_prompts, seed=seed, hints=config.hints)
+    records = generate_dataset(catalog, n=settings.n_prompts, seed=seed, hints=config.hints,
+                               config=config.data_config())
     _, dev_records = split_by_template(records, config.dev_fraction, seed)
     respond = model_responder(start, catalog, settings)
     started = time.perf_counter()

@@ -42,7 +42,7 @@ from fnedge.io import write_json_atomic
 from fnedge.train.bases import Base, load_base
 from fnedge.train.config import LoraSettings, TrainConfig
 from fnedge.train.qlora import float_base_with_adapter, quantize_base
-from fnedge.train.trainer import (RunState, call_marker_ids, encode_splits, evaluate_loss, fit, loss_text,
+from fnedge.train.trainer import (RunState, encode_splits, evaluate_loss, fit, loss_text,
                                   make_optimizer, open_run, publish_model, run_locked, stage_model, training_record)
 
 CHECK_PROMPTS = 3
@@ -73,8 +73,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
 
     model = attach_lora(base, config.lora)
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, pad_id, config, run_dir, dropped,
-                call_markers=call_marker_ids(tokenizer))
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped)
 
     save_adapter(model, tokenizer, run_dir)
     prompts = check_prompts(tokenizer, dev_records or train_records)

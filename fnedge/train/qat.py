@@ -57,7 +57,7 @@ from fnedge.errors import FnedgeError
 from fnedge.io import write_json_atomic
 from fnedge.train.bases import load_base
 from fnedge.train.config import TrainConfig
-from fnedge.train.trainer import (call_marker_ids, encode_splits, evaluate_loss, fit, loss_text, make_optimizer,
+from fnedge.train.trainer import (encode_splits, evaluate_loss, fit, loss_text, make_optimizer,
                                   open_run, publish_model, run_locked, stage_model, training_record)
 
 Q4_0_BLOCK = 32
@@ -169,8 +169,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
           + (f", added {', '.join(base.new_tokens)}" if base.new_tokens else ""))
 
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, pad_id, config, run_dir, dropped,
-                call_markers=call_marker_ids(tokenizer))
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped)
 
     detach_fake_quant(model)
     staging = stage_model(model, tokenizer, config, run_dir)

@@ -86,8 +86,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, tokenizer.pad_token_id, config, run_dir, dropped,
-                call_markers=call_marker_ids(tokenizer))
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped)
     copied = copied_arguments(train_records, load_catalog(config.catalog))
     return save_model(model, tokenizer, config, state, run_dir, command, {"copied_arguments": copied})
 
@@ -144,11 +143,11 @@ def next_token_objective(train_examples: list[Example], dev_examples: list[Examp
 
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples: list[Example],
-        dev_examples: list[Example], pad_id: int, config: TrainConfig, run_dir: Path, dropped: int = 0,
-        call_markers: tuple[int, int] | None = None) -> RunState:
-    """`fit_objective` with the next-token loss on the replies of `train_examples`."""
-    objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped,
-                                     call_markers=call_markers)
+        dev_examples: list[Example], tokenizer, config: TrainConfig, run_dir: Path, dropped: int = 0) -> RunState:
+    """`fit_objective` with the next-token loss on the replies of `train_examples` (`tokenizer`
+    gives the padding and call-marker ids)."""
+    objective = next_token_objective(train_examples, dev_examples, tokenizer.pad_token_id, config, dropped,
+                                     call_markers=call_marker_ids(tokenizer))
     return fit_objective(model, optimizer, objective, config, run_dir)
 
 
@@ -280,7 +279,7 @@ def resolve_precision(precision: str) -> str:
 
 def prepare_data(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Generate (or copy) the conversations once; later resumes reuse the same files."""
-    from fnedge.data import DataConfig, generate_dataset, read_jsonl, split_by_template, write_jsonl
+    from fnedge.data import generate_dataset, read_jsonl, split_by_template, write_jsonl
 
     data_dir = run_dir / "data"
     train_path, dev_path = data_dir / "train.jsonl", data_dir / "dev.jsonl"
@@ -293,10 +292,8 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> tuple[list[dict[str, Any
         else:
             catalog = load_catalog(config.catalog)
             hints = _load_hints(config.hints)
-            data_config = DataConfig(tool_weights=dict(config.tool_weights or {}),
-                                     longer_text_share=config.longer_text_share)
             records = generate_dataset(catalog, n=config.n_samples, seed=config.data_seed, hints=hints,
-                                       config=data_config)
+                                       config=config.data_config())
         train_records, dev_records = split_by_template(records, config.dev_fraction, config.data_seed)
         write_jsonl(dev_records, dev_path)
         write_jsonl(train_records, train_path)
