@@ -37,6 +37,15 @@ def test_numbers_the_user_said(text, expected):
     assert all(value in found for value in expected), found
 
 
+def test_a_chinese_decimal_is_offered_whole_and_kilo_is_no_thousand():
+    # Offering 71 and 5 beside 71.5 let the model drop the decimal; 千 of 千克/千米 is the unit's kilo.
+    assert mentioned_numbers(["体重七十一点五公斤是多少磅"]) == [71.5]
+    assert 1000 not in mentioned_numbers(["一袋米10千克，合多少磅"]) and 10 in mentioned_numbers(["一袋米10千克"])
+    assert mentioned_numbers(["5千米是几英里"]) == [5]
+    assert 2000 in mentioned_numbers(["预算两千块"])  # a thousand that is no unit stays
+    assert {3, 50} <= set(mentioned_numbers(["三点五十分叫我"]))  # a clock time is no decimal
+
+
 def test_a_signed_number_is_offered_only_with_its_sign():
     assert mentioned_numbers(["it is -23 degrees fahrenheit, in celsius?"]) == [-23]
     assert mentioned_numbers(["minus 2 °F to C"]) == [-2]

@@ -258,3 +258,15 @@ def test_ending_the_arguments_is_weighed_against_where_another_one_may_follow(fa
     alone = _guide_at(factory, tokenizer, catalog, ["turn off the light in the den"],
                       '{"name": "control_light", "arguments": {"room": "den", "action": "off')
     assert _allowed(alone, nexts[True], logits) == set() and _allowed(alone, ends[True], logits) == {0.0}
+
+
+def test_a_date_keyword_said_in_words_weighs_against_ending_before_the_date(factory, tokenizer):
+    # "tmrw", "明早": the date keyword is said, so a weather call that stops after the city leaves out
+    # a value the user gave; with no day said, ending there is not weighed against.
+    catalog = load_catalog(None)
+    logits = np.zeros(factory.vocab_size, dtype=np.float32)
+    ends = factory.end_tokens[True]
+    for said, weighed in ((["weather in Oslo tmrw"], True), (["明早Oslo冷吗"], True), (["weather in Oslo"], False)):
+        guide = _guide_at(factory, tokenizer, catalog, said, '{"name": "get_weather", "arguments": {"city": "Oslo')
+        guide.close_penalty = 0
+        assert _allowed(guide, ends, logits) == ({-guide.omit_penalty} if weighed else {0.0}), said

@@ -25,7 +25,7 @@ from typing import Any
 from fnedge.catalog import Catalog, Tool
 from fnedge.chat_format import TEXT_REFERENCE
 from fnedge.runtime.grounding import (arithmetic_chain, expression_operands, field_kind, grounded_values, mentioned_dates,
-                                      said_operators, says_a_day)
+                                      relative_date_words, said_operators, said_relative_days, says_a_day)
 
 # Descriptions in the default catalog say "City name exactly as the user wrote it", "What to
 # play, as the user said it", "The id from a search_hotels result": the catalog's own words for
@@ -125,14 +125,18 @@ def unsaid_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
 
 
 def said_optional_arguments(tool: Tool, sources: Sequence[str]) -> set[str]:
-    """Optional number, clock-time and explicit-date arguments the conversation gives a value for
-    ("住四个晚上" -> nights). Free strings and date keywords are always possible, so never said."""
+    """Optional number, clock-time and date arguments the conversation gives a value for
+    ("住四个晚上" -> nights; "for tomorrow" -> a date keyword). Free strings are always possible,
+    so never said."""
     said = set()
     for key, prop in tool.properties.items():
         kind = field_kind(prop)
         if key in tool.required or kind not in ("number", "time", "date"):
             continue
-        if kind == "date" and any(mentioned_dates(sources)) or kind != "date" and grounded_values(prop, sources):
+        if kind == "date":
+            if any(mentioned_dates(sources)) or said_relative_days(sources) & set(relative_date_words(prop)):
+                said.add(key)
+        elif grounded_values(prop, sources):
             said.add(key)
     return said
 

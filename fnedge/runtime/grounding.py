@@ -145,8 +145,13 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             # A minus sign right before the digits, with no word or number before it, is the number's
             # sign ("minus 2", "零下5", "-23 degrees"): offering 2 as well let the model drop it.
             found.append(-value if sign else value)
+        decimals = _zh_decimal_spans(text)
         for match in _ZH_NUMERAL.finditer(text):
+            if any(start <= match.start() and match.end() <= end for start, end in decimals):
+                continue  # a part of "七十一点五": offering 71 as well let the model drop the .5
             run = match.group()
+            if run == "千" and text[match.end():match.end() + 1] in ("米", "克", "瓦"):
+                continue  # the kilo of "10千克", no thousand
             value = zh_numeral_value(run)
             if value is not None:
                 found += [value, -value] if text[:match.start()].endswith("-") else [value]
@@ -174,6 +179,13 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             if pattern.search(text):
                 found.append(count)
     return _unique(int(v) if float(v).is_integer() else v for v in found if v is not None)
+
+
+def _zh_decimal_spans(text: str) -> list[tuple[int, int]]:
+    """Where a decimal is said in Chinese numerals ("七十一点五"), not a clock time ("三点五十分")."""
+    return [m.span() for m in _ZH_DECIMAL.finditer(text)
+            if _ZH_NUMERAL.fullmatch(m.group(1)) and _ZH_NUMERAL.fullmatch(m.group(2))
+            and not re.match("[十百千万分刻]", text[m.end():m.end() + 1])]
 
 
 _OPERAND = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
@@ -498,6 +510,21 @@ def says_a_day(texts: Sequence[str]) -> bool:
     parts = {w for t in texts for w in re.findall(r"\bthis ([a-z]{4,})", t)}
     return (any(_alike(w, n) for w in words for n in _DAY_NAMES)
             or any(_alike(w, n) for w in parts for n in _PARTS_OF_TODAY))
+
+
+# The days the date keywords name, as people say them.
+_RELATIVE_DAYS = {
+    "today": re.compile(r"今天|今日|今晚|今早|今夜|今儿|\b(?:today|tonight|tonite)\b"),
+    "tomorrow": re.compile(r"明天|明日|明早|明晚|明儿|\b(?:tomorrow|tmrw|tmr|tmw|2moro|2morrow)\b(?<!after tomorrow)"),
+    "day_after_tomorrow": re.compile(r"后天|\bday after tomorrow\b"),
+}
+
+
+def said_relative_days(texts: Sequence[str]) -> set[str]:
+    """The date keywords (today, tomorrow, day_after_tomorrow) the texts say in words ("明早",
+    "tmrw"). Weekdays and "next week" are not among them: no keyword names them."""
+    said = {normalized(t) for t in texts}
+    return {keyword for keyword, pattern in _RELATIVE_DAYS.items() if any(pattern.search(t) for t in said)}
 
 
 def _alike(word: str, name: str) -> bool:
