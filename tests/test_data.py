@@ -723,11 +723,11 @@ def test_longer_text_share_makes_free_texts_say_more_than_one_pool_item():
     assert len(extended) > len(longer) / 3
 
 
-# sha256 of train.jsonl and dev.jsonl that `fnedge train --preset fc-micro --epochs 1.4 --compile`
+# sha256 of train.jsonl and dev.jsonl that `fnedge train --preset fc-micro --compile` (112,000 conversations)
 # writes into RUN/data: the conversations the built-in model was trained and held out on (the run's
 # own files).
-COMMITTED_MODEL_DATA = {"train.jsonl": "4a3f3819f172e424fe835768bdba8775e471536180e6b0ef75ebadf2c172e1e8",
-                        "dev.jsonl": "29f09b4c2882f7b54fc4b4afa64a910ad1a8a29e5cf374849cce8e3bbb13cf78"}
+COMMITTED_MODEL_DATA = {"train.jsonl": "000e4afc3aa406bd233ebe8a31ad3b695c8577dd36e4586a8167856f200f7a83",
+                        "dev.jsonl": "1a4306ff14f7266133b4aee87d3084e9ab7fc4535b9a079da3f6d0712709dd2c"}
 
 
 def test_the_default_data_is_still_the_built_in_models(tmp_path):

@@ -270,3 +270,15 @@ def test_a_date_keyword_said_in_words_weighs_against_ending_before_the_date(fact
         guide = _guide_at(factory, tokenizer, catalog, said, '{"name": "get_weather", "arguments": {"city": "Oslo')
         guide.close_penalty = 0
         assert _allowed(guide, ends, logits) == ({-guide.omit_penalty} if weighed else {0.0}), said
+
+
+def test_opening_the_reply_with_a_call_is_weighed_against_only_at_the_first_token(factory, tokenizer):
+    catalog = load_catalog(None)
+    logits = np.zeros(factory.vocab_size, dtype=np.float32)
+    guide = factory.guide(catalog, ["地球到月球有多远？"])
+    assert guide.open_penalty > 0
+    assert guide.mask(logits)[factory.open_id] == -guide.open_penalty
+    guide.observe(tokenizer.encode("好", add_special_tokens=False)[0])
+    assert guide.mask(logits)[factory.open_id] == 0.0  # a call after some text (a deferred save) is not
+    required = factory.guide(catalog, ["地球到月球有多远？"], tool_choice="required")
+    assert required.mask(logits)[factory.open_id] == 0.0

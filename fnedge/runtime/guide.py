@@ -42,6 +42,11 @@ from fnedge.runtime.call_grammar import (call_grammar, callable_tools, copied_fi
 COPY_CLOSE_PENALTY = 1.0
 # Logit taken off the tokens that end the arguments, where the grammar allows one more.
 OMIT_PENALTY = 1.0
+# Logit taken off opening a call as the reply's first token (tool_choice "auto"): the built-in
+# model, trained on 112k conversations, answered some chat lines with a call. Chosen on held-out
+# splits only (e14's 811 cases / the model's own 1,928): failures 46 / 130 at 0, 43 / 125 at 1,
+# 44 at 2; no call 96.8% -> 98.1% on both at 1, argument match 91.8% -> 91.2% on e14's.
+OPEN_PENALTY = 1.0
 _CALL_NAME = re.compile(r'^\{"name": ("(?:[^"\\]|\\.)*")')
 _OPEN_VALUE = re.compile(r'("(?:[^"\\]|\\.)*"): "(?:[^"\\]|\\.)*$')  # a key, then a string still open
 
@@ -126,6 +131,7 @@ class CallGuide:
         self.said_optional: dict[str, set[str]] = {}  # {tool: optional fields the user gave a value for}
         self.close_penalty = COPY_CLOSE_PENALTY
         self.omit_penalty = OMIT_PENALTY
+        self.open_penalty = OPEN_PENALTY
         self._call: list[int] = []
         self._call_bytes = bytearray()
         self._closed_calls: set[tuple[int, ...]] = set()
@@ -195,6 +201,8 @@ class CallGuide:
         if not self.active:
             logits = logits.copy()
             logits[self.prose_forbidden] = -np.inf
+            if not self.started and self.tool_choice == "auto":
+                logits[self.factory.open_id] -= self.open_penalty
             return logits
         masked = _masked(logits, self.matcher)
         text = self._call_bytes.decode("utf-8", errors="ignore")

@@ -150,7 +150,7 @@ class TrainConfig:
     catalog: str | None = None         # None: the built-in default catalog
     hints: str | None = None           # per-tool phrasing/value hints for the data generator
     data: str | None = None            # an existing conversations JSONL; None: generate one
-    n_samples: int = 80000             # conversations generated when `data` is None
+    n_samples: int = 112000            # conversations generated when `data` is None
     data_seed: int = 0
     dev_fraction: float = 0.03         # held out by phrasing template and value
     tool_weights: dict[str, float] | None = None  # generator's weight per tool (DataConfig.tool_weights)
