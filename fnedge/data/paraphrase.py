@@ -84,9 +84,6 @@ class Paraphraser:
 
     def __init__(self, gguf: str | Path, threads: int = 2, temperature: float = 1.0) -> None:
         from fnedge.runtime.llama_backend import open_llama
-        gguf = Path(gguf)
-        if not gguf.is_file():
-            raise FnedgeError(f"{gguf}: GGUF file not found")
         self.llm = open_llama(gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0)
         self.temperature = temperature
 

@@ -55,6 +55,7 @@ _IMPLIED_COUNTS = [(re.compile(r"\ba\s+couple\b"), 2), (re.compile(r"\ba\s+dozen
                    (re.compile(r"\b(?:a|an|single)\s+(?:single\s+)?(?:night|nite|day|hour|minute|room|time)\b"), 1),
                    (re.compile(r"\bhalf\b|一半"), 50)]
 
+_KILO_UNITS = "米克瓦"  # 千米, 千克, 千瓦: the 千 is the unit's kilo
 _ZH_DECIMAL = re.compile("([零〇一二两三四五六七八九十百千]+|\\d+)点([零〇一二三四五六七八九]+|\\d+)")
 _WEEKS = re.compile(r"(\d+|[a-z]+|[一二两三四五六七八九十]+)\s*(?:weeks?\b|个?(?:周|星期|礼拜))")
 _NEGATIVE = re.compile(r"\bminus\s*|零下\s*|负\s*")
@@ -145,12 +146,13 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             # A minus sign right before the digits, with no word or number before it, is the number's
             # sign ("minus 2", "零下5", "-23 degrees"): offering 2 as well let the model drop it.
             found.append(-value if sign else value)
-        decimals = _zh_decimal_spans(text)
+        zh_decimals = list(_ZH_DECIMAL.finditer(text))
+        decimal_spans = [m.span() for m in zh_decimals if _is_zh_decimal(m, text)]
         for match in _ZH_NUMERAL.finditer(text):
-            if any(start <= match.start() and match.end() <= end for start, end in decimals):
+            if any(start <= match.start() and match.end() <= end for start, end in decimal_spans):
                 continue  # a part of "七十一点五": offering 71 as well let the model drop the .5
             run = match.group()
-            if run == "千" and text[match.end():match.end() + 1] in ("米", "克", "瓦"):
+            if run == "千" and text[match.end():match.end() + 1] in _KILO_UNITS:
                 continue  # the kilo of "10千克", no thousand
             value = zh_numeral_value(run)
             if value is not None:
@@ -162,7 +164,7 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             for start, end, value in en_numeral_parts(match.group()):
                 words = re.split(r"[\s-]+", match.group()[start:end])
                 found += [value] if value is not None else [en_numeral_value(w) for w in words if w != "and"]
-        for match in _ZH_DECIMAL.finditer(text):  # 九十八点六 = 98.6
+        for match in zh_decimals:  # 九十八点六 = 98.6
             whole = _number_word(match.group(1))
             decimals = "".join(str(_ZH_DIGITS.get(c, c)) for c in match.group(2))
             if whole is not None and decimals.isdigit():
@@ -171,7 +173,7 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
             weeks = _number_word(match.group(1))
             if weeks:
                 found.append(weeks * 7)
-        for match in re.finditer("([零〇一二两三四五六七八九十百]+)千(?=米|克|瓦)", text):  # 一千米 = 1 km
+        for match in re.finditer(f"([零〇一二两三四五六七八九十百]+)千(?=[{_KILO_UNITS}])", text):  # 一千米 = 1 km
             value = zh_numeral_value(match.group(1))
             if value:
                 found.append(value)
@@ -181,11 +183,11 @@ def mentioned_numbers(texts: Sequence[str]) -> list[int | float]:
     return _unique(int(v) if float(v).is_integer() else v for v in found if v is not None)
 
 
-def _zh_decimal_spans(text: str) -> list[tuple[int, int]]:
-    """Where a decimal is said in Chinese numerals ("七十一点五"), not a clock time ("三点五十分")."""
-    return [m.span() for m in _ZH_DECIMAL.finditer(text)
-            if _ZH_NUMERAL.fullmatch(m.group(1)) and _ZH_NUMERAL.fullmatch(m.group(2))
-            and not re.match("[十百千万分刻]", text[m.end():m.end() + 1])]
+def _is_zh_decimal(match: re.Match, text: str) -> bool:
+    """Whether a `_ZH_DECIMAL` match is a decimal said in Chinese numerals ("七十一点五"), not a
+    clock time ("三点五十分") nor digits ("3点5")."""
+    return bool(_ZH_NUMERAL.fullmatch(match.group(1)) and _ZH_NUMERAL.fullmatch(match.group(2))
+                and not re.match("[十百千万分刻]", text[match.end():match.end() + 1]))
 
 
 _OPERAND = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
@@ -483,14 +485,19 @@ def mentioned_dates(texts: Sequence[str]) -> tuple[list[str], list[str]]:
     return _unique(full), _unique(yearless)
 
 
-# Ways of naming a day besides a date: relative words (with the colloquial and misspelt forms
-# people type), weekdays, a week or a month. Date keywords ("today, tomorrow") are always
-# offered for a date argument, so this decides only whether a *required* date was said at all:
-# "schedule a design review" names no day, and the model should ask which.
+# The relative words of each date keyword, as people type them (colloquial and misspelt forms).
+_RELATIVE_DAY_WORDS = {
+    "today": ("今天|今日|今晚|今早|今夜|今儿", "today|tonight|tonite"),
+    "tomorrow": ("明天|明日|明早|明晚|明儿|名天", "tomorrow|tmrw|tmr|tmw|2moro|2morrow"),
+    "day_after_tomorrow": ("后天|后儿", "day after tomorrow"),
+}
+# Ways of naming a day besides a date: relative words, weekdays, a week or a month. Date keywords
+# ("today, tomorrow") are always offered for a date argument, so this decides only whether a
+# *required* date was said at all: "schedule a design review" names no day, and the model should ask which.
 _DAY_WORDS = re.compile(
-    r"今天|今日|今晚|今早|今夜|今儿|明天|明日|明早|明晚|明儿|名天|后天|后儿|"
+    "|".join(zh for zh, _ in _RELATIVE_DAY_WORDS.values()) + "|"
     r"周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜[一二三四五六日天]|[这本下][个]?[周月]|月[底初中]|\d+\s*号|"
-    r"\b(?:today|tonight|tonite|tomorrow|tmrw|tmr|tmw|2moro|2morrow|"
+    r"\b(?:" + "|".join(en for _, en in _RELATIVE_DAY_WORDS.values()) + "|"
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thurs|fri|sat|"
     r"weekend|week|month|this (?:morning|afternoon|evening))\b",
     re.IGNORECASE)
@@ -512,14 +519,11 @@ def says_a_day(texts: Sequence[str]) -> bool:
             or any(_alike(w, n) for w in parts for n in _PARTS_OF_TODAY))
 
 
-# The days the date keywords name, as people say them.
-_RELATIVE_DAYS = {
-    "today": re.compile(r"今天|今日|今晚|今早|今夜|今儿|\b(?:today|tonight|tonite)\b"),
-    "tomorrow": re.compile(r"明天|明日|明早|明晚|明儿|\b(?:tomorrow|tmrw|tmr|tmw|2moro|2morrow)\b(?<!after tomorrow)"),
-    "day_after_tomorrow": re.compile(r"后天|\bday after tomorrow\b"),
-}
+_RELATIVE_DAYS = {keyword: re.compile(rf"{zh}|\b(?:{en})\b" + ("(?<!after tomorrow)" if keyword == "tomorrow" else ""))
+                  for keyword, (zh, en) in _RELATIVE_DAY_WORDS.items()}
 
 
+@_per_conversation
 def said_relative_days(texts: Sequence[str]) -> set[str]:
     """The date keywords (today, tomorrow, day_after_tomorrow) the texts say in words ("明早",
     "tmrw"). Weekdays and "next week" are not among them: no keyword names them."""

@@ -34,8 +34,8 @@ def open_llama(gguf_path: str | Path, **settings: Any) -> Any:
         import llama_cpp.llama as llama_module
     except ImportError:
         raise FnedgeError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
-    if not _cpu_has_amx():
-        return llama_cpp.Llama(model_path=str(gguf_path), verbose=False, **settings)
+    if not Path(gguf_path).is_file():
+        raise FnedgeError(f"{gguf_path}: GGUF file not found")
     # Llama() takes no argument for it: its model defaults are swapped for this one call.
     defaults = llama_module.llama_cpp.llama_model_default_params
 
@@ -44,7 +44,8 @@ def open_llama(gguf_path: str | Path, **settings: Any) -> Any:
         params.use_extra_bufts = False
         return params
 
-    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+    if _cpu_has_amx():
+        llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
     try:
         return llama_cpp.Llama(model_path=str(gguf_path), verbose=False, **settings)
     finally:
