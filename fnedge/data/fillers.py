@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fnedge.data import surface as sf
+from fnedge.data.free_texts import dictated_note, dictated_text
 
 
 @dataclass
@@ -398,7 +399,7 @@ _TEXT_TAILS_ZH = ["，别忘了", "，到时候见", "，在老地方", "，越�
                   "，明天再说", "，记得回电话", "的事情", "，不用等我", "，先这样", "，晚上聊", "，我已经出发了"]
 _TEXT_HEADS_EN = ["tomorrow", "tonight", "by the way", "also", "honestly", "this weekend", "after the meeting",
                   "on Friday", "just so you know", "before lunch", "quick update:", "heads up,"]
-_TEXT_TAILS_EN = ["with your exam", "with the interview", "for the weekend", "on Sunday", "at the station",
+_TEXT_TAILS_EN = ["with the move", "with the interview", "for the weekend", "on Sunday", "at the station",
                   "before dinner", "after work", "for the kids", "tonight", "if you can", "when you get a chance",
                   "as soon as possible", "right now", "this time", "again", "by Friday", "with mom",
                   "at the party", "in the morning", "and the rest of the team", "from all of us", "on the way back"]
@@ -430,19 +431,10 @@ def _pick_text(ctx: FillContext, pool: str) -> str:
 
 @filler("message_text")
 def fill_message_text(ctx: FillContext) -> Filled:
-    rng = ctx.rng
-    if rng.random() < 0.75:
+    if ctx.rng.random() < 0.5:
         text = _pick_text(ctx, f"message_texts_{ctx.value_lang}")
-    elif ctx.value_lang == "zh":
-        text = rng.choice(["我{t}到{place}", "{t}在{place}见", "记得{d}前交{thing}", "{thing}放在{place}了",
-                           "我们{t}出发"]).format(
-            t=sf.say_time(*sf.random_time(rng), "zh", rng), place=rng.choice(["公司", "地铁站", "楼下", "咖啡店", "学校门口", "老地方"]),
-            d=rng.choice(["周五", "明天", "月底", "下周一"]), thing=rng.choice(["报告", "作业", "表格", "钥匙", "合同"]))
-    else:
-        text = rng.choice(["I'll be at {place} by {t}", "meet me at {place} at {t}", "don't forget the {thing} by {d}",
-                           "the {thing} is at {place}", "we leave at {t}"]).format(
-            t=sf.say_time(*sf.random_time(rng), "en", rng), place=rng.choice(["the office", "the station", "the cafe", "home", "school", "the usual spot"]),
-            d=rng.choice(["Friday", "tomorrow", "Monday", "the end of the month"]), thing=rng.choice(["report", "key", "form", "contract", "homework"]))
+    else:  # with the days, times and numbers people put in messages (free_texts.py)
+        text = dictated_text(ctx.rng, ctx.value_lang, ctx.pools)
     return _quoted(ctx, text, 0.25)
 
 
@@ -450,13 +442,15 @@ def fill_message_text(ctx: FillContext) -> Filled:
 def fill_short_text(ctx: FillContext) -> Filled:
     rng = ctx.rng
     r = rng.random()
-    if r < 0.4:
+    if r < 0.3:
         text = _pick_text(ctx, f"message_texts_{ctx.value_lang}")
-    elif r < 0.7:
+    elif r < 0.5:
         text = _pick_text(ctx, f"phrases_{ctx.value_lang}")
-    else:
+    elif r < 0.7:
         items = rng.sample(ctx.pools[f"list_items_{ctx.value_lang}"], rng.randint(2, 4))
         text = ("买" if ctx.value_lang == "zh" else "buy ") + ("、".join(items) if ctx.value_lang == "zh" else ", ".join(items))
+    else:
+        text = dictated_note(rng, ctx.value_lang, ctx.pools)
     return _quoted(ctx, text, 0.55)
 
 
@@ -472,9 +466,12 @@ def fill_translate_text(ctx: FillContext) -> Filled:
     if source in targets:  # the target language was said first ("翻译成英语" ... then the text)
         source = "en" if source == "zh" else "zh"
     ctx.state["text_lang"] = source
-    if rng.random() < 0.75:
+    way = rng.random()
+    if way < 0.55:
         in_source = FillContext(rng, ctx.lang, source, ctx.pools, {}, longer_text_share=ctx.longer_text_share)
         text = _pick_text(in_source, f"phrases_{source}")
+    elif way < 0.8:
+        text = dictated_text(rng, source, ctx.pools, clauses=1)
     elif source == "zh":
         text = rng.choice(["我想去{city}", "我明天去{city}", "请给我{item}", "{item}多少钱", "我在找{item}"]).format(
             city=ctx.pick("cities_world_zh"), item=ctx.pick("phrase_items_zh"))
