@@ -756,7 +756,7 @@ def test_dictated_messages_keep_their_days_times_and_numbers_inside_the_copied_t
              for c in r["messages"][-1].get("tool_calls") or [] if c["function"]["name"] == "send_message"]
     day_or_number = re.compile(r"\d|周[一二三四五六日]|明天|后天|今晚|tomorrow|tonight|Monday|Friday|Sunday")
     inside = [(said, text) for said, text in texts if day_or_number.search(text)]
-    assert len(inside) > len(texts) / 4
+    assert len(inside) > len(texts) / 3  # 43 of 113 here; the previous generator made 25 of 103
     for said, text in inside:
         assert text in said or text.lower() in said.lower(), (said, text)
     # some of them open with the day and some say a second clause after a comma
