@@ -1,12 +1,15 @@
-"""Training throughput of `compile: true` against eager PyTorch, in one process on the same batches.
+"""Training throughput of what `fnedge train` does (`compile: true`, fused AdamW) against eager
+PyTorch and against the default AdamW, in one process on the same batches.
 
     python benchmarks/train_speed.py --preset fc-micro --conversations 3000 --steps 120
 
-Both variants train their own copy of the same freshly initialised model with the training step of
-`fnedge train` (`trainer.optimizer_step`) (bf16 autocast where the CPU has bf16 units) on the same length-bucketed batches of
-generated conversations. The batches are visited once to warm up (the compiled variant compiles
-here: reported on its own), then timed step by step, the two variants interleaved batch by batch
-so that a busy machine slows both alike. Reports padded tokens per second of each and their ratio.
+Three variants train their own copy of the same freshly initialised model with the training step of
+`fnedge train` (`trainer.optimizer_step`) (bf16 autocast where the CPU has bf16 units) on the same
+length-bucketed batches of generated conversations: eager with PyTorch's default AdamW (a loop
+over the tensors), compiled with the default AdamW, and compiled with the fused AdamW
+(`trainer.make_optimizer`). The batches are visited once to warm up (the compiled variants
+compile here: reported on its own), then timed step by step, the variants interleaved batch by
+batch so that a busy machine slows all alike. Reports padded tokens per second and the ratios.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from fnedge.export.build import default_model_dir
 from fnedge.train.config import TrainConfig
 from fnedge.train.dataset import collate, encode_conversations, plan_batches
 from fnedge.train.presets import make_config
-from fnedge.train.trainer import make_optimizer, optimizer_step, resolve_precision, training_loss
+from fnedge.train.trainer import _param_groups, make_optimizer, optimizer_step, resolve_precision, training_loss
 
 
 def main() -> None:
@@ -47,10 +50,16 @@ def main() -> None:
 
     torch.manual_seed(0)
     eager_model = LlamaForCausalLM(make_config(args.preset, vocab_size=len(tokenizer)))
-    compiled_model = copy.deepcopy(eager_model)
+    compiled_model, fused_model = copy.deepcopy(eager_model), copy.deepcopy(eager_model)
     variants = {"eager": (eager_model, eager_model),
-                "compiled": (compiled_model, torch.compile(compiled_model, dynamic=True))}
-    optimizers = {name: make_optimizer(model, config) for name, (model, _) in variants.items()}
+                "compiled": (compiled_model, torch.compile(compiled_model, dynamic=True)),
+                "compiled+fused": (fused_model, torch.compile(fused_model, dynamic=True))}
+
+    def looped_adamw(model: torch.nn.Module) -> torch.optim.AdamW:  # PyTorch's default: no fused kernel
+        return torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95),
+                                 eps=1e-8)
+    optimizers = {"eager": looped_adamw(eager_model), "compiled": looped_adamw(compiled_model),
+                  "compiled+fused": make_optimizer(fused_model, config)}
     use_bf16 = resolve_precision(config.precision) == "bf16"
 
     def reply_loss(forward: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
@@ -75,9 +84,11 @@ def main() -> None:
     rates = {}
     for name in variants:
         rates[name] = tokens / sum(seconds[name])
-        print(f"{name:>9}: {rates[name]:8,.0f} tok/s (median step {statistics.median(seconds[name]) * 1e3:.0f} ms); "
+        print(f"{name:>14}: {rates[name]:8,.0f} tok/s (median step {statistics.median(seconds[name]) * 1e3:.0f} ms); "
               f"first pass {warm_up[name]:.1f} s")
-    print(f"compiled / eager: {rates['compiled'] / rates['eager']:.2f}x")
+    print(f"compiled / eager: {rates['compiled'] / rates['eager']:.2f}x; "
+          f"compiled+fused / compiled: {rates['compiled+fused'] / rates['compiled']:.2f}x; "
+          f"compiled+fused / eager: {rates['compiled+fused'] / rates['eager']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 import os
@@ -75,6 +76,30 @@ def test_a_compiled_run_learns_as_the_eager_one(tiny_model, tmp_path, monkeypatc
     assert compiled["dev_loss"] == pytest.approx(eager["dev_loss"], rel=0.02)
     with pytest.raises(FnedgeError, match="'compile' must be true or false"):
         TrainConfig.from_dict({"compile": "yes"})
+
+
+def test_the_optimizer_is_fused_and_updates_as_the_default_adamw():
+    """`make_optimizer` takes the fused AdamW kernel (one kernel for every tensor, faster steps:
+    benchmarks/train_speed.py); the update is AdamW's all the same."""
+    from fnedge.train.trainer import _param_groups, make_optimizer
+
+    config = tiny_config()
+    torch.manual_seed(0)
+    fused_model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))
+    initial, looped_model = copy.deepcopy(fused_model), copy.deepcopy(fused_model)
+    fused = make_optimizer(fused_model, config)
+    looped = torch.optim.AdamW(_param_groups(looped_model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95),
+                               eps=1e-8)
+    assert fused.defaults["fused"] is True
+    inputs = torch.randn(32, 8)
+    for _ in range(3):
+        for model, optimizer in ((fused_model, fused), (looped_model, looped)):
+            optimizer.zero_grad()
+            model(inputs).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), looped_model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.equal(fused_model[0].weight, initial[0].weight)  # the steps moved the weights
 
 
 def _cli_train(out, config_path):

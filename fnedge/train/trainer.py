@@ -102,7 +102,13 @@ def encode_splits(tokenizer, train_records: list[dict[str, Any]], dev_records: l
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
+    groups = _param_groups(model, config.weight_decay)
+    try:
+        # fused: one kernel updates every tensor, where the default loops over them; on this CPU
+        # fc-micro's compiled steps run 1.06x faster (benchmarks/train_speed.py)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    except RuntimeError:  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
 Batch = tuple[torch.Tensor, ...]  # (ids, labels, ...): token ids first, then whatever the loss needs
