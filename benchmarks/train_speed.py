@@ -28,7 +28,7 @@ from fnedge.export.build import default_model_dir
 from fnedge.train.config import TrainConfig
 from fnedge.train.dataset import collate, encode_conversations, plan_batches
 from fnedge.train.presets import make_config
-from fnedge.train.trainer import _param_groups, make_optimizer, optimizer_step, resolve_precision, training_loss
+from fnedge.train.trainer import make_optimizer, optimizer_step, resolve_precision, training_loss
 
 
 def main() -> None:
@@ -54,11 +54,8 @@ def main() -> None:
     variants = {"eager": (eager_model, eager_model),
                 "compiled": (compiled_model, torch.compile(compiled_model, dynamic=True)),
                 "compiled+fused": (fused_model, torch.compile(fused_model, dynamic=True))}
-
-    def looped_adamw(model: torch.nn.Module) -> torch.optim.AdamW:  # PyTorch's default: no fused kernel
-        return torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95),
-                                 eps=1e-8)
-    optimizers = {"eager": looped_adamw(eager_model), "compiled": looped_adamw(compiled_model),
+    optimizers = {"eager": make_optimizer(eager_model, config, fused=False),
+                  "compiled": make_optimizer(compiled_model, config, fused=False),
                   "compiled+fused": make_optimizer(fused_model, config)}
     use_bf16 = resolve_precision(config.precision) == "bf16"
 

@@ -101,14 +101,26 @@ def encode_splits(tokenizer, train_records: list[dict[str, Any]], dev_records: l
     return train_examples, dev_examples, dropped
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW over the trained parameters. Fused (one kernel updates every tensor, where PyTorch's
+    default loops over them: fc-micro's compiled steps 1.06x faster here, benchmarks/train_speed.py)
+    wherever the parameters' device and dtype have that kernel; `fused=False` is the default loop."""
     groups = _param_groups(model, config.weight_decay)
+    fused = fused and _has_fused_kernel([p for group in groups for p in group["params"]])
+    # None, not False, for the default: an explicit False would also turn off its multi-tensor loop
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8, fused=True if fused else None)
+
+
+def _has_fused_kernel(params: list[torch.Tensor]) -> bool:
+    """PyTorch checks this only at the first step, and then raises; asked here, it picks the loop."""
+    from torch.optim.optimizer import _device_dtype_check_for_fused
+
     try:
-        # fused: one kernel updates every tensor, where the default loops over them; on this CPU
-        # fc-micro's compiled steps run 1.06x faster (benchmarks/train_speed.py)
-        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
-    except RuntimeError:  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
+        for param in params:
+            _device_dtype_check_for_fused(param)
+    except RuntimeError:
+        return False
+    return True
 
 
 Batch = tuple[torch.Tensor, ...]  # (ids, labels, ...): token ids first, then whatever the loss needs
