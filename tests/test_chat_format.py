@@ -96,3 +96,20 @@ def test_merges_never_cross_cjk_characters_or_word_spaces(tokenizer):
     city_in_sentence = tokenizer.encode("明天上海会下雨吗", add_special_tokens=False)
     city_alone = tokenizer.encode("上海", add_special_tokens=False)
     assert any(city_in_sentence[i:i + len(city_alone)] == city_alone for i in range(len(city_in_sentence)))
+
+
+def test_a_word_too_rare_to_learn_stays_in_common_pieces():
+    from itertools import product
+
+    from fnedge.train.tokenizer import train_tokenizer
+
+    words = ["".join(w) for w in product(["ba", "ko", "de", "ra", "mi", "tu"], repeat=3)]  # 216 common words
+    common = [" ".join(words[i:i + 12]) + " in Wellsford and Lexington" for i in range(0, 216, 12)] * 300
+    texts = common + ["weather in Wellington"] * 150  # a city the model would see 150 times
+    texts += [f"room {n}" for n in range(100, 1000, 7)]  # rare merges, the first the rounding to 64 drops
+    assert train_tokenizer(texts, vocab_size=2000).tokenize(" Wellington")[-1] == "Wellington"
+    tokenizer = train_tokenizer(texts, vocab_size=2000, min_frequency=200)
+    assert len(tokenizer) % 64 == 0  # the output layer's fast widths
+    pieces = tokenizer.tokenize(" Wellington")
+    assert "Wellington" not in pieces and len(pieces) > 2
+    assert "".join(pieces).replace("Ġ", " ") == " Wellington"

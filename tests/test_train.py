@@ -56,6 +56,8 @@ def test_bad_config_is_named(tmp_path):
         TrainConfig.from_dict({"longer_text_share": 0.3, "data": "mine.jsonl"})  # would be silently unused
     with pytest.raises(FnedgeError, match="'longer_text_share' must be a number from 0 to 1"):
         TrainConfig.from_dict({"longer_text_share": 1.5})
+    with pytest.raises(FnedgeError, match="'merge_min_frequency' must be a number >= 0"):
+        TrainConfig.from_dict({"merge_min_frequency": -1})
 
 
 def test_a_compiled_run_learns_as_the_eager_one(tiny_model, tmp_path, monkeypatch):

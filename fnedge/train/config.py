@@ -155,7 +155,12 @@ class TrainConfig:
     dev_fraction: float = 0.03         # held out by phrasing template and value
     tool_weights: dict[str, float] | None = None  # generator's weight per tool (DataConfig.tool_weights)
     longer_text_share: float = 0.0     # DataConfig.longer_text_share
-    vocab_size: int = 6400
+    vocab_size: int = 6400             # the tokenizer's ceiling; `merge_min_frequency` usually stops it first
+    # A BPE merge is learned only when its pair occurs at least this often per training
+    # conversation (times their number, at least 2). A tiny model sees a rarer token too few
+    # times to copy it: at 2, "Wellington" was one token seen 56 times in 107k conversations,
+    # and the model wrote another city in its place; split into common pieces it is copied.
+    merge_min_frequency: float = 0.002
     max_tokens: int = 384              # longer conversations are dropped (and counted)
     batch_tokens: int = 2048           # padded tokens per optimizer step (small: tiny models need many steps)
     epochs: float = 1.0
@@ -229,6 +234,8 @@ class TrainConfig:
                 raise FnedgeError(f"{source}: '{name}' must be a positive integer")
         if not (self.epochs > 0 and self.lr > 0):
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
+        if not (is_number(self.merge_min_frequency) and self.merge_min_frequency >= 0):
+            raise FnedgeError(f"{source}: 'merge_min_frequency' must be a number >= 0 (merges per training conversation)")
         if not (is_number(self.context_loss_weight) and 0 <= self.context_loss_weight <= 1):
             raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
         if not (is_number(self.call_loss_weight) and self.call_loss_weight > 0):

@@ -36,7 +36,24 @@ def merge_learning_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     ])
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400) -> PreTrainedTokenizerFast:
+# The output layer's matrix multiply runs fastest on widths that are multiples of 64: fc-micro
+# took 1.04 s per 16 x 128 bf16 step with 3,520 tokens, 1.12 s with 6,400 and 1.32 s with 3,510.
+VOCAB_MULTIPLE = 64
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """Learn merges until `vocab_size` or until no pair occurs `min_frequency` times; the size is
+    then cut down to a multiple of VOCAB_MULTIPLE (the last, rarest merges go)."""
+    texts = list(texts)
+    tokenizer = _train_bpe(texts, vocab_size, min_frequency)
+    fast_size = tokenizer.get_vocab_size() // VOCAB_MULTIPLE * VOCAB_MULTIPLE
+    if fast_size != tokenizer.get_vocab_size() and fast_size > len(SPECIAL_TOKENS) + 256:  # keep every byte
+        tokenizer = _train_bpe(texts, fast_size, min_frequency)
+    tokenizer.pre_tokenizer = runtime_pre_tokenizer()
+    return wrap(tokenizer)
+
+
+def _train_bpe(texts: list[str], vocab_size: int, min_frequency: int) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = merge_learning_pre_tokenizer()
     tokenizer.decoder = decoders.ByteLevel()
@@ -44,12 +61,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400) -> PreTrainedT
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,  # ids 0..6, in this order
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        min_frequency=2,
+        min_frequency=min_frequency,
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    tokenizer.pre_tokenizer = runtime_pre_tokenizer()
-    return wrap(tokenizer)
+    return tokenizer
 
 
 def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:

@@ -329,7 +329,8 @@ def prepare_tokenizer(config: TrainConfig, run_dir: Path, records: list[dict[str
     directory = run_dir / "tokenizer"
     if not (directory / "tokenizer.json").is_file():
         texts = (render(r["messages"], r.get("tool_schemas")) for r in records)
-        tokenizer = train_tokenizer(texts, vocab_size=config.vocab_size)
+        min_frequency = max(2, round(config.merge_min_frequency * len(records)))
+        tokenizer = train_tokenizer(texts, vocab_size=config.vocab_size, min_frequency=min_frequency)
         staging = run_dir / "tokenizer.partial"
         shutil.rmtree(staging, ignore_errors=True)
         tokenizer.save_pretrained(str(staging))
