@@ -202,3 +202,17 @@ def test_call_loss_weight_weighs_each_replys_first_token_and_the_tokens_inside_a
             TrainConfig.from_dict({"call_loss_weight": bad})
     with pytest.raises(FnedgeError, match="'context_loss_weight' must be a number from 0 to 1"):
         TrainConfig.from_dict({"context_loss_weight": True})
+
+
+def test_merge_min_frequency_reaches_the_runs_tokenizer(tmp_path):
+    from fnedge.catalog import load_catalog
+    from fnedge.data import DataConfig, generate_dataset
+    from fnedge.train.trainer import prepare_tokenizer
+
+    records = generate_dataset(load_catalog(None), 300, seed=0, config=DataConfig())
+    sizes = {}
+    for share in (0.0, 0.2):  # at 0.2 a merge needs its pair 60 times in these 300 conversations
+        run_dir = tmp_path / str(share)
+        run_dir.mkdir()
+        sizes[share] = len(prepare_tokenizer(tiny_config(vocab_size=4000, merge_min_frequency=share), run_dir, records))
+    assert sizes[0.2] < sizes[0.0] and sizes[0.2] % 64 == 0
