@@ -78,12 +78,12 @@ def train(
         settings["lora"] = {}  # every LoRA default
     if qat and settings.get("qat") is None:
         if config:  # a loaded config spells out every setting, so the QAT defaults cannot apply
-            typer.echo("fnedge: --qat uses the config's lr, epochs and warmup_steps (a 'qat' mapping in "
+            typer.echo("fnedge: --qat uses the config's lr, epochs, warmup_steps and average_decay (a 'qat' mapping in "
                        "the config gets the QAT defaults for those it leaves out)", err=True)
         settings["qat"] = {}  # every QAT default
     if dpo and settings.get("dpo") is None:
         if config:  # as with --qat: a loaded config spells out lr, epochs and warmup_steps
-            typer.echo("fnedge: --dpo uses the config's lr, epochs and warmup_steps (a 'dpo' mapping in "
+            typer.echo("fnedge: --dpo uses the config's lr, epochs, warmup_steps and average_decay (a 'dpo' mapping in "
                        "the config gets the DPO defaults for those it leaves out)", err=True)
         settings["dpo"] = {}  # every DPO default
     if distill and settings.get("distill") is None:

@@ -233,11 +233,13 @@ def test_an_interrupted_qat_run_resumes_to_the_same_weights(qat_run, tiny_model,
 def test_qat_defaults_are_a_fine_tunes_and_explicit_settings_win():
     config = TrainConfig.from_dict({"qat": True})
     assert config.qat.scheme == "q4_0" and config.base is None
-    assert (config.lr, config.epochs, config.warmup_steps) == (2e-4, 0.25, 20) == tuple(QAT_DEFAULTS.values())
+    assert ((config.lr, config.epochs, config.warmup_steps, config.average_decay) == (2e-4, 0.25, 20, 0.0)
+            == tuple(QAT_DEFAULTS.values()))
     config = TrainConfig.from_dict({"qat": {"scheme": "q4_0"}, "lr": 1e-4, "base": "m"})
     assert config.lr == 1e-4 and config.epochs == 0.25 and config.base == "m"
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert TrainConfig.from_dict({}).lr == 2e-3  # other runs keep theirs
+    assert TrainConfig.from_dict({}).average_decay == 0.999
 
 
 def test_bad_qat_settings_are_named(tmp_path):

@@ -58,6 +58,8 @@ def test_bad_config_is_named(tmp_path):
         TrainConfig.from_dict({"longer_text_share": 1.5})
     with pytest.raises(FnedgeError, match="'merge_min_frequency' must be a number >= 0"):
         TrainConfig.from_dict({"merge_min_frequency": -1})
+    with pytest.raises(FnedgeError, match="'average_decay' must be a number from 0 \\(off\\) to below 1, got 1"):
+        TrainConfig.from_dict({"average_decay": 1})
 
 
 def test_a_compiled_run_learns_as_the_eager_one(tiny_model, tmp_path, monkeypatch):
@@ -113,7 +115,9 @@ def _cli_train(out, config_path):
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     config_path = tmp_path / "cfg.yaml"
-    config_path.write_text(yaml.safe_dump({**TINY, "n_samples": 300, "epochs": 2.0, "eval_every": 1000}))
+    # with weight averaging: a resume must restore the average too, not only the weights it follows
+    config_path.write_text(yaml.safe_dump({**TINY, "n_samples": 300, "epochs": 2.0, "eval_every": 1000,
+                                           "average_decay": 0.99}))
 
     straight = _cli_train(tmp_path / "straight", config_path)
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
@@ -138,6 +142,36 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+    # the saved model is the average, not the last step's weights (which the checkpoint keeps)
+    last_step = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    assert any(not torch.equal(a[name], last_step[name].half()) for name in a)
+    record = json.loads((tmp_path / "straight" / "model" / "fnedge.json").read_text())
+    assert record["dev_loss_last_step"] is not None
+
+
+def test_weight_average_follows_the_exponential_average_and_gives_the_weights_back():
+    from fnedge.train.averaging import WeightAverage
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.5)
+    expected = torch.zeros(1, 2)
+    for value in (1.0, 2.0, 3.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update(model)
+        decay = min(0.5, (1 + average.updates) / (10 + average.updates))
+        expected = decay * expected + (1 - decay) * value
+    assert torch.allclose(average.averages[0], expected)
+    with average.applied(model):
+        assert torch.allclose(model.weight, expected)
+    assert torch.equal(model.weight, torch.full((1, 2), 3.0))  # its own weights again
+    restored = WeightAverage(model, decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 3 and torch.equal(restored.averages[0], average.averages[0])
+    with pytest.raises(KeyError):
+        WeightAverage(torch.nn.Linear(3, 1), decay=0.5).load_state_dict({**average.state_dict(), "names": ["x"]})
 
 
 def test_a_second_trainer_on_the_same_run_folder_is_refused(tmp_path):

@@ -67,7 +67,7 @@ QAT_SCHEMES = ("q4_0",)
 # A QAT run fine-tunes a trained model: its defaults are a fine-tune's, used where the config leaves
 # them out. 2e-4 is where the from-scratch schedule ends (lr 2e-3 x min_lr_ratio 0.1); a quarter
 # epoch is enough for the weights to settle on the 4-bit grid without drifting from the base.
-QAT_DEFAULTS = {"lr": 2e-4, "epochs": 0.25, "warmup_steps": 20}
+QAT_DEFAULTS = {"lr": 2e-4, "epochs": 0.25, "warmup_steps": 20, "average_decay": 0.0}
 
 
 @dataclass
@@ -86,7 +86,7 @@ class QatSettings:
 
 # DPO fine-tunes a trained model on a few hundred pairs: a fine-tune's schedule, used where the
 # config leaves it out (as QAT_DEFAULTS). A batch holds ~10 pairs: 100 pairs make 10 steps an epoch.
-DPO_DEFAULTS = {"lr": 2e-4, "epochs": 2.0, "warmup_steps": 5}
+DPO_DEFAULTS = {"lr": 2e-4, "epochs": 2.0, "warmup_steps": 5, "average_decay": 0.0}
 DISTILL_MODES = ("auto", "logits", "data")
 
 
@@ -171,7 +171,11 @@ class TrainConfig:
     warmup_steps: int = 150
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_every: int = 500
+    # Save an exponential moving average of the weights (fnedge/train/averaging.py) instead of the
+    # last step's; 0 turns it off. 0.999 averages about the last 1,000 steps: fc-micro's dev loss
+    # 0.1364 against the last step's 0.1478 (runs/s16e). QAT and DPO runs default to 0.
+    average_decay: float = 0.999
+    eval_every: int = 1000             # steps between dev passes (each a forward pass over the dev split)
     checkpoint_every: int = 100
     seed: int = 0
     threads: int = 0                   # 0: torch's default
@@ -236,6 +240,9 @@ class TrainConfig:
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
         if not (is_number(self.merge_min_frequency) and self.merge_min_frequency >= 0):
             raise FnedgeError(f"{source}: 'merge_min_frequency' must be a number >= 0 (merges per training conversation)")
+        if not (is_number(self.average_decay) and 0 <= self.average_decay < 1):
+            raise FnedgeError(f"{source}: 'average_decay' must be a number from 0 (off) to below 1, "
+                              f"got {self.average_decay!r}")
         if not (is_number(self.context_loss_weight) and 0 <= self.context_loss_weight <= 1):
             raise FnedgeError(f"{source}: 'context_loss_weight' must be a number from 0 to 1")
         if not (is_number(self.call_loss_weight) and self.call_loss_weight > 0):

@@ -33,6 +33,7 @@ from fnedge.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, render
 from fnedge.data.copied_arguments import copied_arguments
 from fnedge.errors import FnedgeError
 from fnedge.io import write_bytes_atomic, write_json_atomic
+from fnedge.train.averaging import WeightAverage
 from fnedge.train.config import TrainConfig
 from fnedge.train.dataset import IGNORE_INDEX, Example, encode_conversations, iterate_epoch, plan_batches
 from fnedge.train.presets import make_config
@@ -45,6 +46,7 @@ class RunState:
     tokens_seen: int = 0
     train_seconds: float = 0.0
     last_eval_loss: float | None = None
+    last_weights_eval_loss: float | None = None  # with weight averaging: the last step's own weights
 
 
 def train(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
@@ -174,7 +176,8 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
     """The training loop every stage shares: resume from run_dir/checkpoint.pt if there is one, train
     the parameters that require grad, evaluate and checkpoint periodically; on Ctrl-C/SIGTERM
     checkpoint and raise. Returns the finished run's state."""
-    state = _load_checkpoint(run_dir, model, optimizer)
+    average = WeightAverage(model, config.average_decay) if config.average_decay else None
+    state = _load_checkpoint(run_dir, model, optimizer, average)
 
     steps_per_epoch = objective.steps_per_epoch
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
@@ -196,6 +199,8 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 loss, figures = optimizer_step(forward, optimizer, objective.loss, batch, use_bf16, config.grad_clip)
+                if average is not None:
+                    average.update(model)
                 tokens = batch[0].numel()
                 state.step += 1
                 state.tokens_seen += tokens
@@ -208,15 +213,23 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                                            f"{state.tokens_seen / state.train_seconds:,.0f} tok/s")
                 if state.step % config.eval_every == 0 or state.step == total_steps:
                     state.last_eval_loss = objective.evaluate(model)
+                    averaged = ""
+                    if average is not None and state.step == total_steps:  # only at the end: a dev pass costs
+                        state.last_weights_eval_loss = state.last_eval_loss
+                        with average.applied(model):
+                            state.last_eval_loss = objective.evaluate(model)
+                        averaged = f" (averaged weights; the last step's {loss_text(state.last_weights_eval_loss)})"
                     progress.console.print(f"step {state.step}: train loss {loss.item():.4f}{shown}, "
-                                           f"dev loss {loss_text(state.last_eval_loss)}")
+                                           f"dev loss {loss_text(state.last_eval_loss)}{averaged}")
                 if state.step % config.checkpoint_every == 0 or stop.requested or state.step == total_steps:
-                    _save_checkpoint(run_dir, model, optimizer, state)
+                    _save_checkpoint(run_dir, model, optimizer, state, average)
                 if stop.requested or state.step >= total_steps:
                     break
     if stop.requested:
         raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
                           f"Run the same command again to resume.")
+    if average is not None:  # the finished model is the average; the checkpoint keeps the last step's
+        average.copy_to(model)
     return state
 
 
@@ -388,6 +401,7 @@ def training_record(config: TrainConfig, state: RunState, command: str) -> dict[
         "train_seconds": round(state.train_seconds, 1),
         "tokens_per_second": round(state.tokens_seen / max(state.train_seconds, 1e-9)),
         "dev_loss": state.last_eval_loss,
+        **({"dev_loss_last_step": state.last_weights_eval_loss} if state.last_weights_eval_loss is not None else {}),
     }
 
 
@@ -435,14 +449,16 @@ def _checkpoint_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_checkpoint(run_dir: Path, model, optimizer, state: RunState) -> None:
+def _save_checkpoint(run_dir: Path, model, optimizer, state: RunState,
+                     average: WeightAverage | None = None) -> None:
     buffer = io.BytesIO()
     torch.save({"model": _checkpoint_weights(model), "optimizer": optimizer.state_dict(),
-                "state": state.__dict__, "rng": torch.get_rng_state()}, buffer)
+                "state": state.__dict__, "rng": torch.get_rng_state(),
+                "average": average.state_dict() if average is not None else None}, buffer)
     write_bytes_atomic(run_dir / "checkpoint.pt", buffer.getvalue())
 
 
-def _load_checkpoint(run_dir: Path, model, optimizer) -> RunState:
+def _load_checkpoint(run_dir: Path, model, optimizer, average: WeightAverage | None = None) -> RunState:
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         return RunState()
@@ -453,6 +469,10 @@ def _load_checkpoint(run_dir: Path, model, optimizer) -> RunState:
             raise KeyError("trained weights differ")
         model.load_state_dict(saved["model"], strict=not partial)
         optimizer.load_state_dict(saved["optimizer"])
+        if average is not None:
+            if saved.get("average") is None:
+                raise KeyError("no averaged weights")
+            average.load_state_dict(saved["average"])
     except Exception as e:  # a checkpoint from another preset or a damaged file
         raise FnedgeError(f"{path}: cannot resume from this checkpoint ({e.__class__.__name__}); "
                           f"delete it or use --fresh") from None
