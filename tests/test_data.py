@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import warnings
 from collections import Counter
@@ -723,11 +724,11 @@ def test_longer_text_share_makes_free_texts_say_more_than_one_pool_item():
     assert len(extended) > len(longer) / 3
 
 
-# sha256 of train.jsonl and dev.jsonl that `fnedge train --preset fc-micro --compile --seed 1` (112,000 conversations)
+# sha256 of train.jsonl and dev.jsonl that `fnedge train --preset fc-micro --compile --seed 0` (112,000 conversations)
 # writes into RUN/data: the conversations the built-in model was trained and held out on (the run's
 # own files).
-COMMITTED_MODEL_DATA = {"train.jsonl": "59aa891c6bd61f6413f55c327f6aef9491af7eef6ffcaaa62e2649dbfa3a8001",
-                        "dev.jsonl": "36d7e813c9b31fe3ce4d44c1cb7c1d2ad98e61abf50c02c6ffc8cf9c17e68136"}
+COMMITTED_MODEL_DATA = {"train.jsonl": "78c86b29f760bb24cb6dbc26c7a957aef570c53c17ebbeb0ccaf9cdd9b85f733",
+                        "dev.jsonl": "20d697802c6e830cde067bdfed4a48525f0c5c1e1d9bb3368e9e0b6787bed316"}
 
 
 def test_the_default_data_is_still_the_built_in_models(tmp_path):
@@ -762,3 +763,30 @@ def test_dictated_messages_keep_their_days_times_and_numbers_inside_the_copied_t
     # some of them open with the day and some say a second clause after a comma
     assert any(re.match(r"(周[一二三四五六日]|明天|后天|今晚|tomorrow|tonight)", text) for _, text in inside)
     assert any(re.search(r"[，,；]", text) for _, text in inside)
+
+
+def test_deferred_requests_come_in_many_frames_and_the_same_frames_also_ask_for_text_only(default_records):
+    """People ask for a text to save or send in many frames ("could you put together a haiku …,
+    keep it in P", "text Mia a reminder, you write it"), not mostly "write …": under a third of the
+    English deferred requests open with "write" (the previous generator: 44% of 813). The frames a
+    deferred request opens with also open no-call requests for the text alone, so the frame alone
+    never means a call: only the save or send clause does."""
+    def opening(record, words):
+        return " ".join(re.sub(r"[^a-z' ]", "", record["messages"][0]["content"].lower()).split()[:words])
+
+    deferred = [r for r in default_records if r["kind"] == "deferred" and r["lang"] == "en"]
+    assert sum(opening(r, 1) == "write" for r in deferred) < len(deferred) / 3
+    compose = [r for r in default_records if r["template"].startswith("no_call.compose.")]
+    compose_openings = {opening(r, 2) for r in compose}
+    for frame in ("could you", "can you", "i want"):
+        assert any(opening(r, 2) == frame for r in deferred) and frame in compose_openings, frame
+
+
+def test_english_clauses_never_say_on_today():
+    from fnedge.data.free_texts import dictated_text
+    from fnedge.data.hints import load_hints
+
+    rng, pools = random.Random(3), load_hints().pools
+    texts = [dictated_text(rng, "en", pools) for _ in range(3000)]
+    assert not [t for t in texts if re.search(r"\bon (today|tomorrow)\b", t)]
+    assert any(re.search(r"\bon (Monday|Friday|Sunday|the 15th)\b", t) for t in texts)

@@ -49,6 +49,7 @@ _DAYS = {"zh": ["今天", "明天", "后天", "周一", "周二", "周三", "周
                 "这周五", "星期六", "礼拜天", "15号", "3月8号", "月底"],
          "en": ["today", "tomorrow", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
                 "next Tuesday", "this Friday", "the 15th", "May 3rd"]}
+_NAMED_DAYS_EN = [day for day in _DAYS["en"] if day not in ("today", "tomorrow")]
 _PARTS = {"zh": ["今晚", "明早", "明天晚上", "周末", "这周末", "下周", "后天上午", "周五晚上"],
           "en": ["tonight", "tomorrow morning", "this weekend", "next week", "Friday night", "on Sunday"]}
 _PLACES = {"zh": ["公司", "地铁站", "楼下", "咖啡店", "学校门口", "老地方", "前台", "小区门口", "会议室", "火车站", "3号门"],
@@ -76,7 +77,7 @@ def dictated_note(rng: random.Random, lang: str, pools: dict) -> str:
               else ["gate code", "wifi password", "locker combo", "parking spot", "tracking number", "room",
                     "member number", "PIN"])
     label = rng.choice(labels)
-    value = rng.choice([_code(rng), _tag(rng), _password(rng, pools)])
+    value = rng.choice((_code, _tag, lambda r: _password(r, pools)))(rng)
     sep = rng.choice(["", "：", " "]) if lang == "zh" else rng.choice([" ", ": ", " is "])
     return f"{label}{sep}{value}"
 
@@ -84,7 +85,8 @@ def dictated_note(rng: random.Random, lang: str, pools: dict) -> str:
 def _clause(rng: random.Random, lang: str, pools: dict) -> str:
     template = rng.choice(_CLAUSES[lang])
     slots = {
-        "day": lambda: rng.choice(_DAYS[lang]),
+        # "on today" is not English: after "on", only a named day
+        "day": lambda: rng.choice(_NAMED_DAYS_EN if lang == "en" and "on {day}" in template else _DAYS[lang]),
         "when": lambda: rng.choice(_DAYS[lang] + _PARTS[lang]),
         "time": lambda: sf.say_time(*sf.random_time(rng), lang, rng),
         "n": lambda: str(rng.randint(2, 12)) if lang == "en" or rng.random() < 0.5 else sf.zh_number(rng.randint(2, 12)),

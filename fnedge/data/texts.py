@@ -9,8 +9,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-GENRES = ("poem", "story", "lyrics", "note", "list")
-MESSAGE_GENRES = ("birthday", "thanks", "apology", "invite", "encourage", "congrats")
+GENRES = ("poem", "story", "lyrics", "note", "list", "points")
+MESSAGE_GENRES = ("birthday", "thanks", "apology", "invite", "encourage", "congrats", "reminder", "getwell",
+                  "late", "welcome")
 
 
 def write_text(genre: str, lang: str, topic: str | None, rng: random.Random, texts: dict[str, Any],
@@ -29,6 +30,8 @@ def write_text(genre: str, lang: str, topic: str | None, rng: random.Random, tex
         return _note(lang, topic, rng, texts, pools)
     if genre == "list":
         return _list(lang, rng, texts)
+    if genre == "points":
+        return _points(lang, topic, rng, texts)
     raise ValueError(f"unknown genre {genre!r}")
 
 
@@ -84,6 +87,14 @@ def _list(lang: str, rng: random.Random, texts: dict[str, Any]) -> str:
     colon = "：" if lang == "zh" else ":"
     items = rng.sample(parts["items"], rng.randint(4, 7))
     return rng.choice(parts["titles"]) + colon + "\n" + "\n".join(f"- {item}" for item in items)
+
+
+def _points(lang: str, topic: str, rng: random.Random, texts: dict[str, Any]) -> str:
+    """Tips, reasons or facts about the topic as a numbered list ("list five tips on X")."""
+    parts = texts["points"][lang]
+    colon = "：" if lang == "zh" else ":"
+    lines = [_fill(line, topic, lang) for line in rng.sample(parts["lines"], rng.randint(3, 5))]
+    return _fill(rng.choice(parts["titles"]), topic, lang) + colon + "\n" + "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1))
 
 
 def _message(genre: str, lang: str, rng: random.Random, texts: dict[str, Any], to: str | None) -> str:
