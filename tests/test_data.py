@@ -724,7 +724,7 @@ def test_longer_text_share_makes_free_texts_say_more_than_one_pool_item():
     assert len(extended) > len(longer) / 3
 
 
-# sha256 of train.jsonl and dev.jsonl that `fnedge train --preset fc-micro --compile --seed 0` (112,000 conversations)
+# sha256 of train.jsonl and dev.jsonl that `fnedge train --preset fc-micro --compile --seed 1` (112,000 conversations)
 # writes into RUN/data: the conversations the built-in model was trained and held out on (the run's
 # own files).
 COMMITTED_MODEL_DATA = {"train.jsonl": "78c86b29f760bb24cb6dbc26c7a957aef570c53c17ebbeb0ccaf9cdd9b85f733",
