@@ -160,11 +160,11 @@ def test_weight_average_follows_the_exponential_average_and_gives_the_weights_ba
     for value in (1.0, 2.0, 3.0):
         with torch.no_grad():
             model.weight.fill_(value)
-        average.update(model)
+        average.update()
         decay = min(0.5, (1 + average.updates) / (10 + average.updates))
         expected = decay * expected + (1 - decay) * value
     assert torch.allclose(average.averages[0], expected)
-    with average.applied(model):
+    with average.applied():
         assert torch.allclose(model.weight, expected)
     assert torch.equal(model.weight, torch.full((1, 2), 3.0))  # its own weights again
     restored = WeightAverage(model, decay=0.5)

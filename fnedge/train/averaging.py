@@ -22,35 +22,33 @@ class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
         self.updates = 0
-        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
-        self.averages = [p.detach().float().clone() for _, p in self._trained(model)]
-
-    def _trained(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
-        params = dict(model.named_parameters())
-        return [(name, params[name]) for name in self.names]
+        trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.names = [name for name, _ in trained]
+        self.params = [p for _, p in trained]  # the model's own tensors: found once, not every step
+        self.averages = [p.detach().float().clone() for p in self.params]
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for average, (_, param) in zip(self.averages, self._trained(model)):
-            average.lerp_(param.detach().float(), 1 - decay)
+        for average, param in zip(self.averages, self.params):
+            average.lerp_(param.float(), 1 - decay)
 
     @torch.no_grad()
-    def copy_to(self, model: torch.nn.Module) -> None:
-        for average, (_, param) in zip(self.averages, self._trained(model)):
+    def copy_to_model(self) -> None:
+        for average, param in zip(self.averages, self.params):
             param.copy_(average)
 
     @contextmanager
-    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+    def applied(self) -> Iterator[None]:
         """The model holds the averaged weights inside the block, its own again after it."""
-        saved = [p.detach().clone() for _, p in self._trained(model)]
-        self.copy_to(model)
+        saved = [p.detach().clone() for p in self.params]
+        self.copy_to_model()
         try:
             yield
         finally:
             with torch.no_grad():
-                for value, (_, param) in zip(saved, self._trained(model)):
+                for value, param in zip(saved, self.params):
                     param.copy_(value)
 
     def state_dict(self) -> dict:

@@ -200,7 +200,7 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                     group["lr"] = lr
                 loss, figures = optimizer_step(forward, optimizer, objective.loss, batch, use_bf16, config.grad_clip)
                 if average is not None:
-                    average.update(model)
+                    average.update()
                 tokens = batch[0].numel()
                 state.step += 1
                 state.tokens_seen += tokens
@@ -216,7 +216,7 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                     averaged = ""
                     if average is not None and state.step == total_steps:  # only at the end: a dev pass costs
                         state.last_weights_eval_loss = state.last_eval_loss
-                        with average.applied(model):
+                        with average.applied():
                             state.last_eval_loss = objective.evaluate(model)
                         averaged = f" (averaged weights; the last step's {loss_text(state.last_weights_eval_loss)})"
                     progress.console.print(f"step {state.step}: train loss {loss.item():.4f}{shown}, "
@@ -229,7 +229,7 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
         raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
                           f"Run the same command again to resume.")
     if average is not None:  # the finished model is the average; the checkpoint keeps the last step's
-        average.copy_to(model)
+        average.copy_to_model()
     return state
 
 
