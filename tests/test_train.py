@@ -250,3 +250,21 @@ def test_merge_min_frequency_reaches_the_runs_tokenizer(tmp_path):
         run_dir.mkdir()
         sizes[share] = len(prepare_tokenizer(tiny_config(vocab_size=4000, merge_min_frequency=share), run_dir, records))
     assert sizes[0.2] < sizes[0.0] and sizes[0.2] % 64 == 0
+
+
+def test_an_unusable_checkpoint_is_named_not_resumed(tmp_path):
+    """A checkpoint saved without weight averaging cannot resume a run that averages, and a damaged
+    file cannot resume at all: each is refused with the reason, never silently restarted."""
+    from fnedge.train.averaging import WeightAverage
+    from fnedge.train.trainer import _load_checkpoint, _save_checkpoint, RunState
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    _save_checkpoint(tmp_path, model, optimizer, RunState(step=3))
+    assert _load_checkpoint(tmp_path, model, optimizer).step == 3
+    with pytest.raises(FnedgeError, match=r"cannot resume from this checkpoint \(KeyError: no averaged weights\); "
+                                          r"delete it or use --fresh"):
+        _load_checkpoint(tmp_path, model, optimizer, WeightAverage(model, 0.9))
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FnedgeError, match=r"cannot resume from this checkpoint \(\w+"):
+        _load_checkpoint(tmp_path, model, optimizer)

@@ -52,10 +52,11 @@ class WeightAverage:
                     param.copy_(value)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "names": self.names, "averages": self.averages}
+        # no decay: the run's config fixes it (a checkpoint's copy would override a changed config)
+        return {"updates": self.updates, "names": self.names, "averages": self.averages}
 
     def load_state_dict(self, state: dict) -> None:
         if state["names"] != self.names:
             raise KeyError("averaged weights differ from the model's trained weights")
-        self.decay, self.updates = state["decay"], state["updates"]
+        self.updates = state["updates"]
         self.averages = [t.float().clone() for t in state["averages"]]

@@ -474,8 +474,9 @@ def _load_checkpoint(run_dir: Path, model, optimizer, average: WeightAverage | N
                 raise KeyError("no averaged weights")
             average.load_state_dict(saved["average"])
     except Exception as e:  # a checkpoint from another preset or a damaged file
-        raise FnedgeError(f"{path}: cannot resume from this checkpoint ({e.__class__.__name__}); "
-                          f"delete it or use --fresh") from None
+        reason = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)).splitlines()[0][:160] if str(e) else ""
+        raise FnedgeError(f"{path}: cannot resume from this checkpoint ({e.__class__.__name__}"
+                          f"{': ' + reason if reason else ''}); delete it or use --fresh") from None
     torch.set_rng_state(saved["rng"])
     return RunState(**saved["state"])
 
