@@ -122,6 +122,8 @@ def test_the_generalist_flag_reaches_fnedge_json_and_the_runtime_prompt(tiny_mod
     prompt = assistant.prompt(request, [tool])
     assert TOOLS_PREAMBLE in prompt and '"geo.local_time"' in prompt
     assert assistant.catalog_for([tool]).names == ["geo.local_time"]
+    reply = assistant.respond(request, [])  # a request that offers no tools: prose, never a call
+    assert not reply.turn.calls and not reply.turn.malformed
 
     catalog_model = Assistant.from_model_dir(tiny_model)
     assert not catalog_model.generalist and TOOLS_PREAMBLE not in catalog_model.prompt(request, [tool])
@@ -137,17 +139,22 @@ def test_a_generalist_config_generates_generalist_data(tmp_path):
 
 
 def test_a_generalist_reads_schemas_other_runtimes_accept():
-    """BFCL-style schemas (`optional`, `format`, a default of the wrong type) still make a request
-    catalog; the prompt keeps them as sent."""
+    """BFCL-style schemas (`optional`, `format`, a default of the wrong type, a property with no
+    type, an object requiring keys it does not define) still make a request catalog; the prompt
+    keeps them as sent."""
     from fnedge.runtime.engine import request_catalog
 
     tools = [{"type": "function", "function": {"name": "db.backup", "description": "Back up.", "parameters": {
         "type": "object", "properties": {
             "when": {"type": "string", "format": "date-time", "optional": True},
-            "full": {"type": "boolean", "default": "False"}}, "required": ["when"]}}}]
+            "full": {"type": "boolean", "default": "False"},
+            "data": {"description": "Anything."},
+            "owner": {"type": "object", "required": ["name"]}}, "required": ["when", "data"]}}}]
     catalog = request_catalog(tools)
     assert catalog.names == ["db.backup"]
-    assert call_problem({"name": "db.backup", "arguments": {"when": "now", "full": True}}, catalog) is None
+    call = {"name": "db.backup", "arguments": {"when": "now", "full": True, "data": "my_data", "owner": {}}}
+    assert call_problem(call, catalog) is None
+    assert call_problem({"name": "db.backup", "arguments": {"when": "now"}}, catalog)  # `data` is still required
 
 
 def test_eval_gives_a_generalist_the_default_tools_too():
@@ -168,3 +175,15 @@ def test_eval_gives_a_generalist_the_default_tools_too():
     cases = load_cases(SHARED / "eval" / "dev.jsonl")[:2]
     run_eval(cases, Recorder(), show_progress=False)
     assert all(tools and isinstance(tools, list) for tools in seen)
+
+
+def test_generalist_conversations_become_cases_with_their_own_tools(records):
+    """`fnedge data cases` on generalist data: each case asks with its record's tools, and an
+    irrelevant request is a `text` case (the model must decline it)."""
+    from fnedge.data.eval_cases import eval_cases
+
+    cases = {case["id"]: case for case in eval_cases(records, "default")}
+    for record in records:
+        case = cases[record["id"]]
+        assert case["tools"] == record["tool_schemas"]
+        assert case["expect"]["type"] == ("call" if record["kind"] == "single_call" else "text")

@@ -10,7 +10,8 @@ One case per conversation, asking for its first assistant turn:
 - a call turn -> `call` (or `text_then_call` when the turn writes text first; a `{{text}}`
   reference in it -> `"$text"`), each argument exactly as the data wrote it;
 - no call, in an `ask`, `ask_then_call` or `ambiguous` conversation -> `ask`; in a `no_call`
-  one -> `text`.
+  or `irrelevant` one -> `text`.
+A generalist conversation (one that brings its own `tool_schemas`) is asked with those tools.
 A first turn the data marks as a mistake (`"weight": 0`, error-correction samples) makes no case.
 """
 
@@ -28,7 +29,7 @@ _ASKING_KINDS = ("ask", "ask_then_call", "ambiguous")
 
 def eval_cases(records: Iterable[dict[str, Any]], tools: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The cases of `records` (generated conversations); `tools` as the format's field: "default"
-    or the catalog's schemas."""
+    or the catalog's schemas, for records without their own `tool_schemas`."""
     cases = []
     for record in records:
         messages = record.get("messages") or []
@@ -40,7 +41,7 @@ def eval_cases(records: Iterable[dict[str, Any]], tools: str | list[dict[str, An
         if expect is None:
             continue
         cases.append({"id": case_id, "lang": record.get("lang", ""),
-                      "tools": tools, "messages": messages[:turn], "expect": expect})
+                      "tools": record.get("tool_schemas") or tools, "messages": messages[:turn], "expect": expect})
     return cases
 
 
@@ -49,7 +50,7 @@ def _expectation(reply: dict[str, Any], kind: str, case_id: str) -> dict[str, An
     if not calls:
         if kind in _ASKING_KINDS:
             return {"type": "ask"}
-        return {"type": "text"} if kind == "no_call" else None
+        return {"type": "text"} if kind in ("no_call", "irrelevant") else None
     expected = []
     for call in calls:
         function = call.get("function", call)

@@ -134,6 +134,8 @@ class Assistant:
 
     def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  tool_choice: str | dict[str, Any] = "auto"):
+        if self.generalist and tools is not None and not tools:
+            tools, tool_choice = None, "none"  # a request that offers a generalist no tools gets prose
         catalog = self.catalog_for(tools)
         choice, allowed = _tool_choice(tool_choice, catalog)
         if self.guides is None:
@@ -148,9 +150,11 @@ class Assistant:
 
 def request_catalog(tools: list[dict[str, Any]]) -> Catalog:
     """A generalist's request tools as a catalog. Schemas written for other runtimes (BFCL's
-    `optional`, `format`, a default of the wrong type) fail the strict check; the prompt still shows
-    them as sent, and the call grammar and validation use a copy without the unsupported keywords
-    and without such defaults, so one stray keyword does not refuse the request."""
+    `optional`, `format`, a default of the wrong type, a property with no type, an object that
+    requires keys it does not define) fail the strict check; the prompt still shows them as sent,
+    and the call grammar and validation use a copy without the unsupported keywords, such defaults
+    and such requirements, and with a string where no type was given (a string is one of the "any"
+    values a typeless property accepts), so one loose schema does not refuse the request."""
     from fnedge.catalog import parse_catalog
     try:
         return parse_catalog(tools, source="request tools")
@@ -168,9 +172,10 @@ def _supported_schema(value: Any) -> Any:
                for k, v in value.items()}
     if "properties" in cleaned and isinstance(cleaned["properties"], dict):
         cleaned["properties"] = {name: _supported_property(prop) for name, prop in cleaned["properties"].items()}
-        required = cleaned.get("required")
-        if isinstance(required, list):
-            cleaned["required"] = [r for r in required if r in cleaned["properties"]]
+    required = cleaned.get("required")
+    if isinstance(required, list):
+        defined = cleaned.get("properties") if isinstance(cleaned.get("properties"), dict) else {}
+        cleaned["required"] = [r for r in required if r in defined]
     return cleaned
 
 
@@ -179,6 +184,8 @@ def _supported_property(prop: Any) -> Any:
     if not isinstance(prop, dict):
         return prop
     prop = {k: v for k, v in _supported_schema(prop).items() if k in PROPERTY_KEYS}
+    if "type" not in prop and "enum" not in prop:
+        prop["type"] = "string"
     if "items" in prop:
         prop["items"] = _supported_property(prop["items"])
     if "default" in prop and value_problem(prop["default"], prop):
