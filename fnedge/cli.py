@@ -24,7 +24,7 @@ def _mount_data_commands() -> None:
 @app.command()
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, data, tokenizer, final model)."),
-    preset: Optional[str] = typer.Option(None, help="Model preset: fc-nano, fc-micro (default), minimind-26m "
+    preset: Optional[str] = typer.Option(None, help="Model preset: fc-nano, fc-micro (default), fc-3m, minimind-26m "
                                                     "(ignored with --lora)."),
     config: Optional[Path] = typer.Option(None, help="YAML training config; flags below override it."),
     catalog: Optional[Path] = typer.Option(None, help="Tool catalog JSON (default: the built-in one)."),
@@ -33,6 +33,10 @@ def train(
     epochs: Optional[float] = typer.Option(None, help="Passes over the training data."),
     seed: Optional[int] = typer.Option(None, help="Model init and data-order seed."),
     threads: Optional[int] = typer.Option(None, help="Torch threads (default: all cores)."),
+    time_budget: Optional[float] = typer.Option(None, help="Wall minutes the run may take, data and tokenizer "
+                                                           "included (default 30; 0: no limit): a slower "
+                                                           "machine trains fewer steps, on a schedule "
+                                                           "stretched to fit."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training step: about 1.1x faster "
                                                           "steps here (benchmarks/train_speed.py) after a "
                                                           "warm-up of under a minute; for long runs."),
@@ -108,7 +112,7 @@ def train(
         typer.echo("fnedge: --preset is ignored with --lora and --qat (the base defines the model)", err=True)
         preset = None
     overrides = {"preset": preset, "catalog": str(catalog) if catalog else None, "data": str(data) if data else None,
-                 "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads,
+                 "n_samples": n_samples, "epochs": epochs, "seed": seed, "threads": threads, "time_budget_minutes": time_budget,
                  "generalist": True if generalist else None, "compile": True if compile else None}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     train_config = TrainConfig.from_dict(settings, source=str(config or "flags"))

@@ -27,6 +27,7 @@ def test_presets_have_quantizable_shapes():
             assert dim % 32 == 0, (name, dim)
     assert 1e6 < count_parameters(make_config("fc-nano")) < 2e6
     assert 5e6 < count_parameters(make_config("fc-micro")) < 8e6
+    assert 3e6 < count_parameters(make_config("fc-3m")) < 5e6
     assert 24e6 < count_parameters(make_config("minimind-26m")) < 30e6
 
 
@@ -142,11 +143,17 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    # the saved model is the average, not the last step's weights (which the checkpoint keeps)
+    # the saved model is the average where its dev loss is no worse, else the last step's weights
+    # (which the checkpoint keeps)
     last_step = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    assert any(not torch.equal(a[name], last_step[name].half()) for name in a)
     record = json.loads((tmp_path / "straight" / "model" / "fnedge.json").read_text())
     assert record["dev_loss_last_step"] is not None
+    saved_average = any(not torch.equal(a[name], last_step[name].half()) for name in a)
+    assert saved_average == (record["weights"] == "average")
+    if saved_average:  # dev_loss is the saved model's
+        assert record["dev_loss"] <= record["dev_loss_last_step"]
+    else:
+        assert record["dev_loss"] == record["dev_loss_last_step"]
 
 
 def test_weight_average_follows_the_exponential_average_and_gives_the_weights_back():
@@ -268,3 +275,21 @@ def test_an_unusable_checkpoint_is_named_not_resumed(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(FnedgeError, match=r"cannot resume from this checkpoint \(\w+"):
         _load_checkpoint(tmp_path, model, optimizer)
+
+
+@pytest.mark.parametrize("last_loss, averaged_loss", [(0.5, 1.0), (1.0, 0.5)])
+def test_the_weights_with_the_lower_dev_loss_are_kept(tmp_path, last_loss, averaged_loss):
+    from fnedge.train.trainer import Objective, fit_objective
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    batch = (torch.randn(8, 4),)
+    losses = iter([last_loss, averaged_loss])  # the last dev pass sees the last step's weights, then their average
+    objective = Objective(summary="a linear model", steps_per_epoch=30, batches=lambda epoch, skip: iter([batch] * (30 - skip)),
+                          loss=lambda m, b: (((m(b[0]) - 1) ** 2).mean(), {}), evaluate=lambda m: next(losses))
+    config = tiny_config(average_decay=0.9, eval_every=1000, checkpoint_every=1000, time_budget_minutes=0)
+    state = fit_objective(model, torch.optim.SGD(model.parameters(), lr=0.05), objective, config, tmp_path)
+    last_step = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+    assert state.last_eval_loss == min(last_loss, averaged_loss)
+    assert state.saved_average == (averaged_loss < last_loss)
+    assert torch.equal(model.weight.detach(), last_step["weight"]) == (last_loss < averaged_loss)

@@ -180,6 +180,11 @@ class TrainConfig:
     # get three passes (2,500, and the last step's weights and their average) instead of six.
     eval_every: int = 2500
     checkpoint_every: int = 100
+    # Wall minutes the whole command may take (data, tokenizer, steps, dev passes); 0: no limit.
+    # Where the planned steps would not fit, the run times its steps and takes fewer, with the
+    # learning-rate schedule stretched over them (fnedge/train/time_budget.py): fc-micro's recipe
+    # took 29.9 min on a CPU with bf16 units and is cut to 38% of its steps on one without (fp32).
+    time_budget_minutes: float = 30.0
     seed: int = 0
     threads: int = 0                   # 0: torch's default
     save_dtype: str = "float16"        # the finished model's weights (halves the file; exports read it)
@@ -241,6 +246,9 @@ class TrainConfig:
                 raise FnedgeError(f"{source}: '{name}' must be a positive integer")
         if not (self.epochs > 0 and self.lr > 0):
             raise FnedgeError(f"{source}: 'epochs' and 'lr' must be positive")
+        if not (is_number(self.time_budget_minutes) and self.time_budget_minutes >= 0):
+            raise FnedgeError(f"{source}: 'time_budget_minutes' must be a number >= 0 (0: no limit), "
+                              f"got {self.time_budget_minutes!r}")
         if not (is_number(self.merge_min_frequency) and self.merge_min_frequency >= 0):
             raise FnedgeError(f"{source}: 'merge_min_frequency' must be a number >= 0 (merges per training conversation)")
         if not (is_number(self.average_decay) and 0 <= self.average_decay < 1):

@@ -26,6 +26,7 @@ vocabulary differs. The run prints which path it took, and fnedge.json records i
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ def train_distill(config: TrainConfig, run_dir: Path, command: str = "") -> Path
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    started = time.monotonic()  # the time budget counts the data and tokenizer too
     settings = config.distill
     teacher_dir = teacher_model_dir(settings.teacher)
     train_records, dev_records = open_run(config, run_dir)
@@ -82,7 +84,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
                                           settings.temperature)
 
     objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped, loss=loss)
-    state = fit_objective(model, make_optimizer(model, config), objective, config, run_dir)
+    state = fit_objective(model, make_optimizer(model, config), objective, config, run_dir, started)
 
     if teacher is not None:
         details["dev_kl_after"] = dev_kl(model, teacher, dev_examples, config.batch_tokens, pad_id,

@@ -71,6 +71,7 @@ def train_dpo(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    started = time.monotonic()  # the time budget counts the data and tokenizer too
     from fnedge.train.bases import load_base
 
     start_run(config, run_dir)
@@ -89,7 +90,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     dev_reference = pair_logps(model, dev_pairs, config.batch_tokens, pad_id)
 
     objective = dpo_objective(train_pairs, train_reference, dev_pairs, dev_reference, pad_id, config, dropped)
-    state = fit_objective(model, make_optimizer(model, config), objective, config, run_dir)
+    state = fit_objective(model, make_optimizer(model, config), objective, config, run_dir, started)
 
     after = {"train": evaluate_pairs(model, train_pairs, train_reference, config.dpo.beta, config.batch_tokens, pad_id),
              "dev": evaluate_pairs(model, dev_pairs, dev_reference, config.dpo.beta, config.batch_tokens, pad_id)}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def train_lora(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    started = time.monotonic()  # the time budget counts the data and tokenizer too
     train_records, dev_records = open_run(config, run_dir)
 
     torch.manual_seed(config.seed)  # LoRA's initial A matrices and dropout draw from it
@@ -73,7 +75,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
 
     model = attach_lora(base, config.lora)
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped)
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped, started)
 
     save_adapter(model, tokenizer, run_dir)
     prompts = check_prompts(tokenizer, dev_records or train_records)

@@ -20,6 +20,10 @@ PRESETS: dict[str, dict[str, int]] = {
                     num_key_value_heads=1, intermediate_size=384),
     "fc-micro": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
                      num_key_value_heads=2, intermediate_size=768),
+    # fc-micro's depth at 3/4 of its width (3.0M params): 1.7x faster steps, so it trains more of
+    # the recipe within a 30-minute budget on a CPU without bf16 (README, session 19).
+    "fc-3m": dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=3,
+                  num_key_value_heads=1, intermediate_size=512),
     "minimind-26m": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
                          num_key_value_heads=2, intermediate_size=1536),
 }

@@ -45,6 +45,7 @@ the shared loop still lacks for them, see fnedge/train/qlora.py.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,7 @@ def train_qat(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    started = time.monotonic()  # the time budget counts the data and tokenizer too
     train_records, dev_records = open_run(config, run_dir)
     torch.manual_seed(config.seed)  # rows added for missing markers start random before their init
     base = load_base(config.base)
@@ -169,7 +171,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
           + (f", added {', '.join(base.new_tokens)}" if base.new_tokens else ""))
 
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped)
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped, started)
 
     detach_fake_quant(model)
     staging = stage_model(model, tokenizer, config, run_dir)

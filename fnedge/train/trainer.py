@@ -1,5 +1,6 @@
-"""Train a preset from scratch on CPU: AdamW, warmup + cosine, loss on assistant tokens only,
-periodic eval loss, atomic checkpoints, and resume after an interrupt.
+"""Train a preset from scratch on CPU: AdamW, warmup + cosine (over the steps that fit the time
+budget), loss on assistant tokens only, periodic eval loss, atomic checkpoints, and resume after
+an interrupt.
 
 A run folder holds everything needed to continue or reproduce it:
 
@@ -37,6 +38,7 @@ from fnedge.train.averaging import WeightAverage
 from fnedge.train.config import TrainConfig
 from fnedge.train.dataset import IGNORE_INDEX, Example, encode_conversations, iterate_epoch, plan_batches
 from fnedge.train.presets import make_config
+from fnedge.train.time_budget import TimeBudget
 from fnedge.train.tokenizer import load_tokenizer, train_tokenizer
 
 
@@ -47,6 +49,10 @@ class RunState:
     train_seconds: float = 0.0
     last_eval_loss: float | None = None
     last_weights_eval_loss: float | None = None  # with weight averaging: the last step's own weights
+    saved_average: bool = True  # with weight averaging: the average's dev loss was no worse, so it is saved
+    wall_seconds: float = 0.0  # the command's wall time up to the last checkpoint, over all its invocations
+    planned_steps: int = 0     # what `epochs` asks for
+    total_steps: int = 0       # what the run takes: planned_steps, or fewer where the time budget says so
 
 
 def train(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
@@ -81,6 +87,7 @@ def loss_text(loss: float | None) -> str:
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
+    started = time.monotonic()  # the time budget counts the data and tokenizer too
     train_records, dev_records = open_run(config, run_dir)
     tokenizer = prepare_tokenizer(config, run_dir, train_records)
     train_examples, dev_examples, dropped = encode_splits(tokenizer, train_records, dev_records, config, run_dir)
@@ -88,7 +95,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(make_config(config.preset, vocab_size=len(tokenizer)))
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped)
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped, started)
     copied = copied_arguments(train_records, load_catalog(config.catalog))
     return save_model(model, tokenizer, config, state, run_dir, command, {"copied_arguments": copied})
 
@@ -163,26 +170,34 @@ def next_token_objective(train_examples: list[Example], dev_examples: list[Examp
 
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples: list[Example],
-        dev_examples: list[Example], tokenizer, config: TrainConfig, run_dir: Path, dropped: int = 0) -> RunState:
+        dev_examples: list[Example], tokenizer, config: TrainConfig, run_dir: Path, dropped: int = 0,
+        started: float | None = None) -> RunState:
     """`fit_objective` with the next-token loss on the replies of `train_examples` (`tokenizer`
     gives the padding and call-marker ids)."""
     objective = next_token_objective(train_examples, dev_examples, tokenizer.pad_token_id, config, dropped,
                                      call_markers=call_marker_ids(tokenizer))
-    return fit_objective(model, optimizer, objective, config, run_dir)
+    return fit_objective(model, optimizer, objective, config, run_dir, started)
 
 
 def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
-                  config: TrainConfig, run_dir: Path) -> RunState:
+                  config: TrainConfig, run_dir: Path, started: float | None = None) -> RunState:
     """The training loop every stage shares: resume from run_dir/checkpoint.pt if there is one, train
     the parameters that require grad, evaluate and checkpoint periodically; on Ctrl-C/SIGTERM
-    checkpoint and raise. Returns the finished run's state."""
+    checkpoint and raise. `started` (time.monotonic()) is when the command began, for the time
+    budget; None: now. Returns the finished run's state."""
     average = WeightAverage(model, config.average_decay) if config.average_decay else None
     state = _load_checkpoint(run_dir, model, optimizer, average)
+    clock = TimeBudget(config.time_budget_minutes * 60, time.monotonic() if started is None else started,
+                       spent_before=state.wall_seconds)
+    final_passes = 2 if average is not None else 1
 
     steps_per_epoch = objective.steps_per_epoch
-    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    state.planned_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    total_steps = min(state.total_steps or state.planned_steps, state.planned_steps)
     print(f"run {run_dir}: {objective.summary}, {_describe_parameters(model)}, {total_steps} steps"
-          + (f", resuming at step {state.step}" if state.step else ""))
+          + (f" (of {state.planned_steps} planned, by the time budget)" if total_steps < state.planned_steps else "")
+          + (f", resuming at step {state.step}" if state.step else "")
+          + (f"; time budget {config.time_budget_minutes:g} min" if config.time_budget_minutes else ""))
 
     use_bf16 = resolve_precision(config.precision) == "bf16"
     # The compiled module shares the model's parameters, so checkpoints, evaluation and the saved
@@ -194,7 +209,7 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
         while state.step < total_steps and not stop.requested:
             epoch, skip = divmod(state.step, steps_per_epoch)
             for batch in objective.batches(epoch, skip):
-                started = time.perf_counter()
+                step_started = time.perf_counter()
                 lr = _learning_rate(state.step, total_steps, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -204,31 +219,53 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                 tokens = batch[0].numel()
                 state.step += 1
                 state.tokens_seen += tokens
-                elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - step_started
                 state.train_seconds += elapsed
+                clock.record_step(elapsed)
+                if config.time_budget_minutes and clock.due(state.step):
+                    planned = clock.plan(state.step, state.planned_steps, config.eval_every, final_passes)
+                    if planned != total_steps:
+                        progress.console.print(
+                            f"step {state.step}: time budget {config.time_budget_minutes:g} min, "
+                            f"{clock.elapsed() / 60:.1f} spent: the run takes {planned} of {state.planned_steps} "
+                            f"planned steps ({sum(clock.step_seconds) / len(clock.step_seconds):.3f} s a step)")
+                        total_steps = planned
+                        progress.update(task, total=total_steps)
+                state.total_steps = total_steps
                 progress.update(task, advance=1, loss=f"{loss.item():.3f}", tps=f"{tokens / elapsed:,.0f}")
                 shown = "".join(f", {name} {value:.4f}" for name, value in figures.items())
                 if not progress.console.is_terminal and state.step % 25 == 0:  # logs get a line, not a bar
                     progress.console.print(f"step {state.step}/{total_steps} loss {loss.item():.4f}{shown} "
                                            f"{state.tokens_seen / state.train_seconds:,.0f} tok/s")
                 if state.step % config.eval_every == 0 or state.step == total_steps:
+                    pass_started = time.perf_counter()
                     state.last_eval_loss = objective.evaluate(model)
+                    clock.record_dev_pass(time.perf_counter() - pass_started)
                     averaged = ""
                     if average is not None and state.step == total_steps:  # only at the end: a dev pass costs
                         state.last_weights_eval_loss = state.last_eval_loss
                         with average.applied():
-                            state.last_eval_loss = objective.evaluate(model)
-                        averaged = f" (averaged weights; the last step's {loss_text(state.last_weights_eval_loss)})"
+                            averaged_loss = objective.evaluate(model)
+                        # A run shortened by its time budget can end before the average has left its
+                        # early, high-rate weights behind: then the last step's weights are saved.
+                        state.saved_average = (averaged_loss is None or state.last_weights_eval_loss is None
+                                               or averaged_loss <= state.last_weights_eval_loss)
+                        if state.saved_average:
+                            state.last_eval_loss = averaged_loss
+                            averaged = f" (averaged weights; the last step's {loss_text(state.last_weights_eval_loss)})"
+                        else:
+                            averaged = f" (the last step's weights; their average's {loss_text(averaged_loss)})"
                     progress.console.print(f"step {state.step}: train loss {loss.item():.4f}{shown}, "
                                            f"dev loss {loss_text(state.last_eval_loss)}{averaged}")
                 if state.step % config.checkpoint_every == 0 or stop.requested or state.step == total_steps:
+                    state.wall_seconds = clock.elapsed()
                     _save_checkpoint(run_dir, model, optimizer, state, average)
                 if stop.requested or state.step >= total_steps:
                     break
     if stop.requested:
         raise FnedgeError(f"interrupted at step {state.step}/{total_steps}; checkpoint saved in {run_dir}. "
                           f"Run the same command again to resume.")
-    if average is not None:  # the finished model is the average; the checkpoint keeps the last step's
+    if average is not None and state.saved_average:  # the checkpoint keeps the last step's weights
         average.copy_to_model()
     return state
 
@@ -397,11 +434,15 @@ def training_record(config: TrainConfig, state: RunState, command: str) -> dict[
         "train_config": config.to_dict(),
         "precision": resolve_precision(config.precision),
         "steps": state.step,
+        "planned_steps": state.planned_steps,  # more than "steps" where the time budget shortened the run
+        "wall_seconds": round(state.wall_seconds, 1),
         "tokens_seen": state.tokens_seen,
         "train_seconds": round(state.train_seconds, 1),
         "tokens_per_second": round(state.tokens_seen / max(state.train_seconds, 1e-9)),
         "dev_loss": state.last_eval_loss,
-        **({"dev_loss_last_step": state.last_weights_eval_loss} if state.last_weights_eval_loss is not None else {}),
+        **({"dev_loss_last_step": state.last_weights_eval_loss,
+            "weights": "average" if state.saved_average else "last step"}
+           if state.last_weights_eval_loss is not None else {}),
     }
 
 
