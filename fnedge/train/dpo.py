@@ -71,7 +71,7 @@ def train_dpo(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    started = time.monotonic()  # the time budget counts the data and tokenizer too
+    started = time.monotonic()  # the time budget counts building the pairs too
     from fnedge.train.bases import load_base
 
     start_run(config, run_dir)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 FIRST_PLAN_STEP = 100     # before the warm-up (150 steps) ends, so the warm-up is the same either way
 REPLAN_EVERY = 100
 WARMUP_STEPS_IGNORED = 20  # torch.compile compiles during the first steps of each invocation
+MIN_TIMED_STEPS = 20       # a plan needs at least this many timed steps
 SAFETY = 1.03             # steps slow down a little as the machine warms and other work comes and goes
 RESERVE_SECONDS = 20.0    # after the last step: saving the model, the process's exit
 DEV_PASS_GUESS = 0.02     # a dev pass's share of the budget, until one has been timed
@@ -45,13 +46,16 @@ class TimeBudget:
     def record_dev_pass(self, seconds: float) -> None:
         self.dev_pass_seconds = seconds
 
+    def mean_step_seconds(self) -> float:
+        return sum(self.step_seconds) / len(self.step_seconds)
+
     def due(self, step: int) -> bool:
-        return step >= FIRST_PLAN_STEP and step % REPLAN_EVERY == 0 and len(self.step_seconds) >= 20
+        return step >= FIRST_PLAN_STEP and step % REPLAN_EVERY == 0 and len(self.step_seconds) >= MIN_TIMED_STEPS
 
     def plan(self, step: int, planned: int, eval_every: int, final_passes: int) -> int:
         """The run's total steps from here: `planned`, or fewer so that it ends within the budget."""
         pass_seconds = self.dev_pass_seconds if self.dev_pass_seconds is not None else DEV_PASS_GUESS * self.seconds
-        return steps_that_fit(step, planned, self.seconds - self.elapsed(), sum(self.step_seconds) / len(self.step_seconds),
+        return steps_that_fit(step, planned, self.seconds - self.elapsed(), self.mean_step_seconds(),
                               pass_seconds, eval_every, final_passes)
 
 

@@ -193,7 +193,8 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
 
     steps_per_epoch = objective.steps_per_epoch
     state.planned_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    total_steps = min(state.total_steps or state.planned_steps, state.planned_steps)
+    state.total_steps = min(state.total_steps or state.planned_steps, state.planned_steps)
+    total_steps = state.total_steps
     print(f"run {run_dir}: {objective.summary}, {_describe_parameters(model)}, {total_steps} steps"
           + (f" (of {state.planned_steps} planned, by the time budget)" if total_steps < state.planned_steps else "")
           + (f", resuming at step {state.step}" if state.step else "")
@@ -228,10 +229,9 @@ def fit_objective(model: torch.nn.Module, optimizer: torch.optim.Optimizer, obje
                         progress.console.print(
                             f"step {state.step}: time budget {config.time_budget_minutes:g} min, "
                             f"{clock.elapsed() / 60:.1f} spent: the run takes {planned} of {state.planned_steps} "
-                            f"planned steps ({sum(clock.step_seconds) / len(clock.step_seconds):.3f} s a step)")
-                        total_steps = planned
+                            f"planned steps ({clock.mean_step_seconds():.3f} s a step)")
+                        total_steps = state.total_steps = planned
                         progress.update(task, total=total_steps)
-                state.total_steps = total_steps
                 progress.update(task, advance=1, loss=f"{loss.item():.3f}", tps=f"{tokens / elapsed:,.0f}")
                 shown = "".join(f", {name} {value:.4f}" for name, value in figures.items())
                 if not progress.console.is_terminal and state.step % 25 == 0:  # logs get a line, not a bar
