@@ -228,3 +228,47 @@ def test_lora_settings_are_checked(tmp_path):
         TrainConfig.load(path)
     config = TrainConfig.from_dict({"lora": True, "base": "x.gguf"})
     assert config.lora.rank == 16 and TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_keep_base_holds_the_adapter_to_the_base_only_where_the_base_is_right(tiny_model):
+    from fnedge.data import read_jsonl
+    from fnedge.train.bases import load_base
+    from fnedge.train.dataset import IGNORE_INDEX, collate, encode_conversations
+    from fnedge.train.lora import attach_lora, held_to_base
+    from fnedge.train.trainer import call_marker_ids
+
+    config = lora_config(tiny_model, lora={"rank": 4, "alpha": 8, "keep_base": 2.0})
+    base = load_base(str(tiny_model))
+    model = attach_lora(base, config.lora)
+    tokenizer = base.tokenizer
+    examples, _ = encode_conversations(tokenizer, read_jsonl(tiny_model.parent / "data" / "dev.jsonl")[:8],
+                                       config.max_tokens)
+    ids, labels = collate(examples, tokenizer.pad_token_id)
+    loss = held_to_base(model, tokenizer.pad_token_id, config, call_marker_ids(tokenizer))
+
+    total, figures = loss(model, (ids, labels))  # peft starts B at 0: adapted == base
+    assert figures["kl"] == 0 and total.item() == pytest.approx(figures["reply"])
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+        with model.disable_adapter():
+            base_top = model(input_ids=ids).logits[:, :-1].argmax(-1)
+    total, figures = loss(model, (ids, labels))
+    assert figures["kl"] > 0 and total.item() == pytest.approx(figures["reply"] + 2.0 * figures["kl"], rel=1e-5)
+
+    reply = labels[:, 1:] != IGNORE_INDEX
+    agrees = base_top == ids[:, 1:]
+    assert (reply & agrees).any() and (reply & ~agrees).any()
+    for keep, held in ((reply & ~agrees, False), (reply & agrees, True)):
+        only = torch.full_like(labels, IGNORE_INDEX)
+        only[:, 1:][keep] = ids[:, 1:][keep]
+        _, figures = loss(model, (ids, only))
+        assert figures["reply"] > 0 and (figures["kl"] > 0) == held
+
+
+def test_keep_base_must_not_be_negative():
+    with pytest.raises(FnedgeError, match=r"'lora.keep_base' must be a number of 0 or more, got -1"):
+        TrainConfig.from_dict({"lora": {"keep_base": -1}})

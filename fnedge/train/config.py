@@ -45,6 +45,9 @@ class LoraSettings:
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS))
     quantize_base: str | None = None   # QLoRA: hold the frozen base in 4 bits (bitsandbytes nf4 or fp4)
+    # > 0: adds keep_base x KL(base || adapted) on the reply tokens the base already predicts right,
+    # so that adapting to new tools moves the old answers less (fnedge/train/lora.py, `held_to_base`)
+    keep_base: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> "LoraSettings":
@@ -58,6 +61,8 @@ class LoraSettings:
         modules = settings.target_modules
         if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
             raise FnedgeError(f"{source}: 'lora.target_modules' must be a non-empty list of module names")
+        if not (is_number(settings.keep_base) and settings.keep_base >= 0):
+            raise FnedgeError(f"{source}: 'lora.keep_base' must be a number of 0 or more, got {settings.keep_base!r}")
         if settings.quantize_base not in (None, *QLORA_TYPES):
             raise FnedgeError(f"{source}: 'lora.quantize_base' must be one of {', '.join(QLORA_TYPES)} "
                               f"(bitsandbytes 4-bit types), got {settings.quantize_base!r}")

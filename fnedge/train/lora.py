@@ -43,8 +43,11 @@ from fnedge.io import write_json_atomic
 from fnedge.train.bases import Base, load_base
 from fnedge.train.config import LoraSettings, TrainConfig
 from fnedge.train.qlora import float_base_with_adapter, quantize_base
-from fnedge.train.trainer import (RunState, encode_splits, evaluate_loss, fit, loss_text,
-                                  make_optimizer, open_run, publish_model, run_locked, stage_model, training_record)
+from fnedge.train.dataset import IGNORE_INDEX
+from fnedge.train.distill import reply_kl
+from fnedge.train.trainer import (Batch, LossResult, RunState, call_marker_ids, encode_splits, evaluate_loss,
+                                  fit_objective, loss_text, make_optimizer, next_token_objective, open_run,
+                                  publish_model, run_locked, stage_model, token_loss, training_record)
 
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24
@@ -75,7 +78,11 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
 
     model = attach_lora(base, config.lora)
     optimizer = make_optimizer(model, config)
-    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped, started)
+    markers = call_marker_ids(tokenizer)
+    loss = held_to_base(model, pad_id, config, markers) if config.lora.keep_base else None
+    objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped, loss=loss,
+                                     call_markers=markers)
+    state = fit_objective(model, optimizer, objective, config, run_dir, started)
 
     save_adapter(model, tokenizer, run_dir)
     prompts = check_prompts(tokenizer, dev_records or train_records)
@@ -89,6 +96,31 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
         extra["quantized_base"] = {"type": four_bit, "layers": len(quantized), "merged_into": "float32 base"}
         model, base = float_base_with_adapter(config.base, run_dir / "adapter")
     return save_merged(model, base, prompts, config, state, run_dir, command, extra)
+
+
+def held_to_base(model, pad_id: int, config: TrainConfig, call_markers: tuple[int, int]):
+    """The loss of a run with `lora.keep_base`: the reply loss, plus keep_base x KL(base || adapted) on
+    the reply tokens whose next token the base (adapters off) already ranks first.
+
+    Where the base is wrong (a new tool's name, its arguments) only the data teaches. Where it is
+    right, the adapted model is held to the base's whole distribution, not only to its top token, so
+    decisions the base makes by a small margin (where a copied value ends) stay where they were;
+    replaying the old tools' data alone holds only the top token."""
+    weight = config.lora.keep_base
+
+    def loss(forward: torch.nn.Module, batch: Batch) -> LossResult:
+        ids, labels = batch
+        logits = forward(input_ids=ids).logits
+        with torch.no_grad(), model.disable_adapter():
+            base_logits = model(input_ids=ids).logits
+        reply = token_loss(logits, ids, labels, pad_id, config.context_loss_weight, config.call_loss_weight,
+                           call_markers)
+        agreed = labels.clone()
+        agreed[:, 1:][base_logits[:, :-1].argmax(-1) != ids[:, 1:]] = IGNORE_INDEX
+        kl = reply_kl(logits, base_logits, agreed, temperature=1.0)
+        return reply + weight * kl, {"reply": reply.item(), "kl": kl.item()}
+
+    return loss
 
 
 def _copied_arguments(train_records: list[dict[str, Any]], config: TrainConfig, base: Base) -> dict[str, dict[str, bool]]:
