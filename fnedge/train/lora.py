@@ -22,6 +22,9 @@ write the same greedy tokens for a few held-out prompts; fnedge.json records the
 
 With `lora: {quantize_base: nf4}` the frozen base is held in 4 bits while training (QLoRA,
 fnedge/train/qlora.py), and the adapter is merged into the float base.
+
+With `lora: {keep_base: w}` the loss adds w x KL(base || adapted) where the base was already right
+(`held_to_base`), so that learning new tools loses fewer of the old answers.
 """
 
 from __future__ import annotations
@@ -104,8 +107,8 @@ def held_to_base(model, pad_id: int, config: TrainConfig, call_markers: tuple[in
 
     Where the base is wrong (a new tool's name, its arguments) only the data teaches. Where it is
     right, the adapted model is held to the base's whole distribution, not only to its top token, so
-    decisions the base makes by a small margin (where a copied value ends) stay where they were;
-    replaying the old tools' data alone holds only the top token."""
+    decisions the base makes by a small margin (where a copied value ends) move less; replaying the
+    old tools' data alone holds only the top token. Costs a forward pass of the base per step."""
     weight = config.lora.keep_base
 
     def loss(forward: torch.nn.Module, batch: Batch) -> LossResult:
