@@ -26,7 +26,8 @@ from fnedge.train.bases import load_base
 from fnedge.train.config import LoraSettings, TrainConfig
 from fnedge.train.dataset import collate, encode_conversations, plan_batches
 from fnedge.train.lora import attach_lora, held_to_base
-from fnedge.train.trainer import call_marker_ids, make_optimizer, optimizer_step, resolve_precision, training_loss
+from fnedge.train.trainer import (call_marker_ids, make_optimizer, next_token_objective, optimizer_step,
+                                  resolve_precision)
 
 VARIANTS = {"dropout 0.05": LoraSettings(dropout=0.05),
             "dropout 0": LoraSettings(dropout=0.0),
@@ -59,9 +60,8 @@ def main() -> None:
         model = attach_lora(load_base(None), settings)
         model.train()
         forward = torch.compile(model, dynamic=True) if args.compile else model
-        loss = (held_to_base(model, pad_id, config, markers) if settings.keep_base else
-                lambda f, b: (training_loss(f, b[0], b[1], pad_id, config.context_loss_weight,
-                                            config.call_loss_weight, markers), {}))
+        loss = (held_to_base(model, tokenizer, config) if settings.keep_base else  # as fnedge train --lora
+                next_token_objective(examples, [], pad_id, config, call_markers=markers).loss)
         steps[name] = (forward, make_optimizer(model, config), loss, config.grad_clip)
 
     def step(name: str, batch) -> float:

@@ -235,7 +235,6 @@ def test_keep_base_holds_the_adapter_to_the_base_only_where_the_base_is_right(ti
     from fnedge.train.bases import load_base
     from fnedge.train.dataset import IGNORE_INDEX, collate, encode_conversations
     from fnedge.train.lora import attach_lora, held_to_base
-    from fnedge.train.trainer import call_marker_ids
 
     config = lora_config(tiny_model, lora={"rank": 4, "alpha": 8, "keep_base": 2.0})
     base = load_base(str(tiny_model))
@@ -244,7 +243,7 @@ def test_keep_base_holds_the_adapter_to_the_base_only_where_the_base_is_right(ti
     examples, _ = encode_conversations(tokenizer, read_jsonl(tiny_model.parent / "data" / "dev.jsonl")[:8],
                                        config.max_tokens)
     ids, labels = collate(examples, tokenizer.pad_token_id)
-    loss = held_to_base(model, tokenizer.pad_token_id, config, call_marker_ids(tokenizer))
+    loss = held_to_base(model, tokenizer, config)
 
     total, figures = loss(model, (ids, labels))  # peft starts B at 0: adapted == base
     assert figures["kl"] == 0 and total.item() == pytest.approx(figures["reply"])

@@ -48,9 +48,9 @@ from fnedge.train.config import LoraSettings, TrainConfig
 from fnedge.train.qlora import float_base_with_adapter, quantize_base
 from fnedge.train.dataset import IGNORE_INDEX
 from fnedge.train.distill import reply_kl
-from fnedge.train.trainer import (Batch, LossResult, RunState, call_marker_ids, encode_splits, evaluate_loss,
-                                  fit_objective, loss_text, make_optimizer, next_token_objective, open_run,
-                                  publish_model, run_locked, stage_model, token_loss, training_record)
+from fnedge.train.trainer import (Batch, LossResult, RunState, call_marker_ids, encode_splits, evaluate_loss, fit,
+                                  loss_text, make_optimizer, open_run, publish_model, run_locked, stage_model,
+                                  token_loss, training_record)
 
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24
@@ -81,11 +81,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
 
     model = attach_lora(base, config.lora)
     optimizer = make_optimizer(model, config)
-    markers = call_marker_ids(tokenizer)
-    loss = held_to_base(model, pad_id, config, markers) if config.lora.keep_base else None
-    objective = next_token_objective(train_examples, dev_examples, pad_id, config, dropped, loss=loss,
-                                     call_markers=markers)
-    state = fit_objective(model, optimizer, objective, config, run_dir, started)
+    loss = held_to_base(model, tokenizer, config) if config.lora.keep_base else None
+    state = fit(model, optimizer, train_examples, dev_examples, tokenizer, config, run_dir, dropped, started, loss)
 
     save_adapter(model, tokenizer, run_dir)
     prompts = check_prompts(tokenizer, dev_records or train_records)
@@ -101,7 +98,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
     return save_merged(model, base, prompts, config, state, run_dir, command, extra)
 
 
-def held_to_base(model, pad_id: int, config: TrainConfig, call_markers: tuple[int, int]):
+def held_to_base(model, tokenizer, config: TrainConfig):
     """The loss of a run with `lora.keep_base`: the reply loss, plus keep_base x KL(base || adapted) on
     the reply tokens whose next token the base (adapters off) already ranks first.
 
@@ -109,7 +106,7 @@ def held_to_base(model, pad_id: int, config: TrainConfig, call_markers: tuple[in
     right, the adapted model is held to the base's whole distribution, not only to its top token, so
     decisions the base makes by a small margin (where a copied value ends) move less; replaying the
     old tools' data alone holds only the top token. Costs a forward pass of the base per step."""
-    weight = config.lora.keep_base
+    weight, pad_id, call_markers = config.lora.keep_base, tokenizer.pad_token_id, call_marker_ids(tokenizer)
 
     def loss(forward: torch.nn.Module, batch: Batch) -> LossResult:
         ids, labels = batch

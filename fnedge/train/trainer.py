@@ -171,11 +171,12 @@ def next_token_objective(train_examples: list[Example], dev_examples: list[Examp
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_examples: list[Example],
         dev_examples: list[Example], tokenizer, config: TrainConfig, run_dir: Path, dropped: int = 0,
-        started: float | None = None) -> RunState:
-    """`fit_objective` with the next-token loss on the replies of `train_examples` (`tokenizer`
-    gives the padding and call-marker ids)."""
+        started: float | None = None,
+        loss: Callable[[torch.nn.Module, Batch], LossResult] | None = None) -> RunState:
+    """`fit_objective` over the replies of `train_examples` (`tokenizer` gives the padding and
+    call-marker ids), with the next-token loss or a stage's own `loss` on the same batches."""
     objective = next_token_objective(train_examples, dev_examples, tokenizer.pad_token_id, config, dropped,
-                                     call_markers=call_marker_ids(tokenizer))
+                                     loss=loss, call_markers=call_marker_ids(tokenizer))
     return fit_objective(model, optimizer, objective, config, run_dir, started)
 
 
