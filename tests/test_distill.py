@@ -35,7 +35,7 @@ def _student_with_another_vocabulary(directory) -> int:
 
 
 def test_the_kl_term_is_zero_when_the_student_is_the_teacher():
-    from fnedge.train.distill import reply_kl
+    from fnedge.train.trainer import reply_kl
 
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 50)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from fnedge.catalog import load_catalog
 from fnedge.chat_format import TEXT_REFERENCE, dump_arguments, parse_assistant
@@ -44,7 +43,7 @@ from fnedge.train.dataset import IGNORE_INDEX, Example, iterate_epoch
 from fnedge.train.preference_pairs import learned_turns
 from fnedge.train.trainer import (Batch, LossResult, RunState, encode_splits, evaluate_loss, fit_objective,
                                   make_optimizer, next_token_objective, open_run, prepare_tokenizer, publish_model,
-                                  run_locked, stage_model, token_loss, training_record)
+                                  reply_kl, run_locked, stage_model, token_loss, training_record)
 from fnedge.train.tokenizer import load_tokenizer
 
 # A deferred call's `{{text}}` survives parsing the teacher's reply under this name (parse_assistant
@@ -168,18 +167,6 @@ def choose_path(settings: DistillSettings, teacher_dir: Path, teacher_tokenizer,
 
 
 # --- the logits path ---------------------------------------------------------------------------
-
-def reply_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-             temperature: float) -> torch.Tensor:
-    """KL(teacher || student) per reply token (labels != -100), at temperature T, averaged."""
-    reply = labels[:, 1:] != IGNORE_INDEX
-    if not reply.any():
-        return student_logits.new_zeros((), dtype=torch.float32)
-    student = (student_logits[:, :-1][reply].float() / temperature).log_softmax(-1)
-    teacher = (teacher_logits[:, :-1][reply].float() / temperature).log_softmax(-1)
-    # batchmean: summed over the vocabulary, averaged over the reply tokens
-    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
-
 
 def logit_distillation_loss(teacher: torch.nn.Module, pad_id: int, settings: DistillSettings,
                             context_weight: float):

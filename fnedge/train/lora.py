@@ -47,10 +47,9 @@ from fnedge.train.bases import Base, load_base
 from fnedge.train.config import LoraSettings, TrainConfig
 from fnedge.train.qlora import float_base_with_adapter, quantize_base
 from fnedge.train.dataset import IGNORE_INDEX
-from fnedge.train.distill import reply_kl
 from fnedge.train.trainer import (Batch, LossResult, RunState, call_marker_ids, encode_splits, evaluate_loss, fit,
-                                  loss_text, make_optimizer, open_run, publish_model, run_locked, stage_model,
-                                  token_loss, training_record)
+                                  loss_text, make_optimizer, open_run, publish_model, reply_kl, run_locked,
+                                  stage_model, token_loss, training_record)
 
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24

@@ -328,6 +328,19 @@ def token_loss(logits: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor, pa
     return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
 
 
+def reply_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """KL(teacher || student) per reply token (labels != -100), at temperature T, averaged: the
+    distillation term, and LoRA's `keep_base` with the base as the teacher."""
+    reply = labels[:, 1:] != IGNORE_INDEX
+    if not reply.any():
+        return student_logits.new_zeros((), dtype=torch.float32)
+    student = (student_logits[:, :-1][reply].float() / temperature).log_softmax(-1)
+    teacher = (teacher_logits[:, :-1][reply].float() / temperature).log_softmax(-1)
+    # batchmean: summed over the vocabulary, averaged over the reply tokens
+    return torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean")
+
+
 def inside_call(ids: torch.Tensor, call_markers: tuple[int, int]) -> torch.Tensor:
     """True at each token that follows an open `<tool_call>` (the closing marker included)."""
     open_id, close_id = call_markers
