@@ -113,3 +113,19 @@ def test_a_word_too_rare_to_learn_stays_in_common_pieces():
     pieces = tokenizer.tokenize(" Wellington")
     assert "Wellington" not in pieces and len(pieces) > 2
     assert "".join(pieces).replace("Ġ", " ") == " Wellington"
+
+
+def test_cutting_a_trained_tokenizer_to_a_size_equals_training_it_to_that_size():
+    import json
+
+    from fnedge.data.generate import generate_dataset
+    from fnedge.train.tokenizer import _train_bpe, first_tokens
+
+    texts = [render(r["messages"]) for r in generate_dataset(n=300, seed=5)]
+    larger = _train_bpe(texts, vocab_size=1000, min_frequency=2)
+    size = 896
+    assert larger.get_vocab_size() > size  # the cut removes merges
+    cut = json.loads(first_tokens(larger, size).to_str())["model"]
+    trained = json.loads(_train_bpe(texts, vocab_size=size, min_frequency=2).to_str())["model"]
+    assert cut["vocab"] == trained["vocab"]
+    assert cut["merges"] == trained["merges"]

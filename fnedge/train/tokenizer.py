@@ -14,6 +14,7 @@ the finer boundaries (a test checks it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400, min_frequency:
     tokenizer = _train_bpe(texts, vocab_size, min_frequency)
     fast_size = tokenizer.get_vocab_size() // VOCAB_MULTIPLE * VOCAB_MULTIPLE
     if fast_size != tokenizer.get_vocab_size() and fast_size > len(SPECIAL_TOKENS) + 256:  # keep every byte
-        tokenizer = _train_bpe(texts, fast_size, min_frequency)
+        tokenizer = first_tokens(tokenizer, fast_size)
     tokenizer.pre_tokenizer = runtime_pre_tokenizer()
     return wrap(tokenizer)
 
@@ -66,6 +67,22 @@ def _train_bpe(texts: list[str], vocab_size: int, min_frequency: int) -> Tokeniz
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
+
+
+def first_tokens(tokenizer: Tokenizer, size: int) -> Tokenizer:
+    """The tokenizer that training with `vocab_size=size` gives, without training again: BPE learns
+    its merges in order of count, each adding the next id, so a smaller run's merges are the first
+    ones of a larger run and its tokens are the ids below `size`."""
+    state = json.loads(tokenizer.to_str())
+    model = state["model"]
+    model["vocab"] = {token: i for token, i in model["vocab"].items() if i < size}
+    model["merges"] = [merge for merge in model["merges"] if _merged(merge) in model["vocab"]]
+    return Tokenizer.from_str(json.dumps(state))
+
+
+def _merged(merge: str | list[str]) -> str:
+    left, right = merge.split(" ") if isinstance(merge, str) else merge  # tokenizers < 0.20 wrote "a b"
+    return left + right
 
 
 def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
