@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -65,6 +66,7 @@ def train(
     """Train a model from scratch on CPU, adapt a pretrained base with --lora, or fine-tune a model
     for its 4-bit export with --qat, preference-train it on its own mistakes with --dpo, or distill a
     teacher into a student with --distill (each resumes automatically if --out holds an interrupted run)."""
+    started = time.monotonic()  # before importing torch and transformers (seconds): the time budget counts them
     import shutil
 
     from fnedge.train.config import TrainConfig
@@ -120,7 +122,7 @@ def train(
         shutil.rmtree(out)
     runner = (train_lora if adapting else train_qat if quantizing else train_dpo if preferring
               else train_distill if distilling else run_training)
-    model_dir = runner(train_config, out, command="fnedge " + shlex.join(sys.argv[1:]))
+    model_dir = runner(train_config, out, command="fnedge " + shlex.join(sys.argv[1:]), started=started)
     typer.echo(f"model written to {model_dir}")
 
 
@@ -197,8 +199,6 @@ def run(
 def _stream_reply(assistant, messages: list[dict]) -> None:
     """Print the reply as it is generated: text as it comes, each call when it closes (a call
     that refers to the text written before it, once that text is complete), then problems."""
-    import time
-
     from fnedge.catalog import call_problem
     from fnedge.chat_format import mentions_text_reference, resolve_text_reference
     from fnedge.runtime.stream_parser import CallEnd, CallError, TextDelta

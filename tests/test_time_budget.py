@@ -37,6 +37,18 @@ def test_a_run_over_its_budget_ends_early_and_says_how_many_steps_it_planned(tmp
     assert f"the run takes {FIRST_PLAN_STEP} of {record['planned_steps']} planned steps" in shown
 
 
+def test_the_budget_counts_from_when_the_command_began(tmp_path):
+    # the CLI passes the moment before its imports; a command that began 31 minutes ago has spent a 30-minute budget
+    import time
+
+    config = tiny_config(epochs=5.0, eval_every=1000, checkpoint_every=1000, time_budget_minutes=30)
+    model = train(config, tmp_path, started=time.monotonic() - 31 * 60)
+    record = json.loads((model / "fnedge.json").read_text())
+    assert record["planned_steps"] > FIRST_PLAN_STEP
+    assert record["steps"] == FIRST_PLAN_STEP
+    assert record["wall_seconds"] > 31 * 60
+
+
 def test_without_a_budget_the_run_takes_every_planned_step(tmp_path):
     model = train(tiny_config(epochs=5.0, eval_every=1000, checkpoint_every=1000, time_budget_minutes=0), tmp_path)
     record = json.loads((model / "fnedge.json").read_text())

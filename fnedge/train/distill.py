@@ -51,15 +51,15 @@ from fnedge.train.tokenizer import load_tokenizer
 KEPT_REFERENCE = "{{fnedge-kept-text}}"
 
 
-def train_distill(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
+def train_distill(config: TrainConfig, run_dir: Path, command: str = "", started: float | None = None) -> Path:
     """Distill (or resume distilling) the teacher into the student in `run_dir`; returns the model folder."""
     if config.distill is None:
         raise FnedgeError("a distillation run needs distillation settings (--distill, or a 'distill' mapping)")
-    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command, started))
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    started = time.monotonic()  # the time budget counts the data and tokenizer too
+def _train_locked(config: TrainConfig, run_dir: Path, command: str, started: float | None) -> Path:
+    started = time.monotonic() if started is None else started  # the time budget counts the data and tokenizer too
     settings = config.distill
     teacher_dir = teacher_model_dir(settings.teacher)
     train_records, dev_records = open_run(config, run_dir)

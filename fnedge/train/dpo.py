@@ -63,15 +63,15 @@ class PairExample:
         return 2 * max(len(self.chosen.ids), len(self.rejected.ids))
 
 
-def train_dpo(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
+def train_dpo(config: TrainConfig, run_dir: Path, command: str = "", started: float | None = None) -> Path:
     """Preference-train (or resume) the DPO run in `run_dir`; returns the model folder."""
     if config.dpo is None:
         raise FnedgeError("a DPO run needs DPO settings (--dpo, or a 'dpo' mapping in the config)")
-    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command, started))
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    started = time.monotonic()  # the time budget counts building the pairs too
+def _train_locked(config: TrainConfig, run_dir: Path, command: str, started: float | None) -> Path:
+    started = time.monotonic() if started is None else started  # the time budget counts building the pairs too
     from fnedge.train.bases import load_base
 
     start_run(config, run_dir)

@@ -55,15 +55,15 @@ CHECK_PROMPTS = 3
 CHECK_TOKENS = 24
 
 
-def train_lora(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
+def train_lora(config: TrainConfig, run_dir: Path, command: str = "", started: float | None = None) -> Path:
     """Train (or resume) the LoRA run in `run_dir`; returns the merged model folder."""
     if config.lora is None:
         raise FnedgeError("a LoRA run needs LoRA settings (--lora, or a 'lora' mapping in the config)")
-    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command, started))
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    started = time.monotonic()  # the time budget counts the data and tokenizer too
+def _train_locked(config: TrainConfig, run_dir: Path, command: str, started: float | None) -> Path:
+    started = time.monotonic() if started is None else started  # the time budget counts the data and tokenizer too
     train_records, dev_records = open_run(config, run_dir)
 
     torch.manual_seed(config.seed)  # LoRA's initial A matrices and dropout draw from it

@@ -146,15 +146,15 @@ def detach_fake_quant(model) -> None:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
 
 
-def train_qat(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
+def train_qat(config: TrainConfig, run_dir: Path, command: str = "", started: float | None = None) -> Path:
     """Train (or resume) the QAT run in `run_dir`; returns the model folder."""
     if config.qat is None:
         raise FnedgeError("a QAT run needs QAT settings (--qat, or a 'qat' mapping in the config)")
-    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command, started))
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    started = time.monotonic()  # the time budget counts the data and tokenizer too
+def _train_locked(config: TrainConfig, run_dir: Path, command: str, started: float | None) -> Path:
+    started = time.monotonic() if started is None else started  # the time budget counts the data and tokenizer too
     train_records, dev_records = open_run(config, run_dir)
     torch.manual_seed(config.seed)  # rows added for missing markers start random before their init
     base = load_base(config.base)

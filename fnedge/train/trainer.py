@@ -55,9 +55,11 @@ class RunState:
     total_steps: int = 0       # what the run takes: planned_steps, or fewer where the time budget says so
 
 
-def train(config: TrainConfig, run_dir: Path, command: str = "") -> Path:
-    """Train (or resume) the run in `run_dir`; returns the finished model folder."""
-    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command))
+def train(config: TrainConfig, run_dir: Path, command: str = "", started: float | None = None) -> Path:
+    """Train (or resume) the run in `run_dir`; returns the finished model folder. `started`
+    (time.monotonic()) is when the command began, for the time budget; None: now. Every stage's
+    entry point takes it too."""
+    return run_locked(run_dir, lambda folder: _train_locked(config, folder, command, started))
 
 
 def run_locked(run_dir: Path, body: Callable[[Path], Path]) -> Path:
@@ -86,8 +88,8 @@ def loss_text(loss: float | None) -> str:
     return "n/a (no dev split)" if loss is None else f"{loss:.4f}"
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, command: str) -> Path:
-    started = time.monotonic()  # the time budget counts the data and tokenizer too
+def _train_locked(config: TrainConfig, run_dir: Path, command: str, started: float | None) -> Path:
+    started = time.monotonic() if started is None else started  # the time budget counts the data and tokenizer too
     train_records, dev_records = open_run(config, run_dir)
     tokenizer = prepare_tokenizer(config, run_dir, train_records)
     train_examples, dev_examples, dropped = encode_splits(tokenizer, train_records, dev_records, config, run_dir)
