@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from itertools import takewhile
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -76,7 +77,9 @@ def first_tokens(tokenizer: Tokenizer, size: int) -> Tokenizer:
     state = json.loads(tokenizer.to_str())
     model = state["model"]
     model["vocab"] = {token: i for token, i in model["vocab"].items() if i < size}
-    model["merges"] = [merge for merge in model["merges"] if _merged(merge) in model["vocab"]]
+    # in learning order, up to the first merge that makes a token past the cut (a later merge may
+    # remake a kept token by another split: it goes too)
+    model["merges"] = list(takewhile(lambda merge: _merged(merge) in model["vocab"], model["merges"]))
     return Tokenizer.from_str(json.dumps(state))
 
 
